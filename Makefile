@@ -1,0 +1,44 @@
+# batch_inference — every target installs what it needs into .venv first.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+TORCH_SPEC ?= torch==2.13.0
+
+export BATCH_INFERENCE_HOME ?= $(CURDIR)/.batch_inference
+DEMO_DAYS ?= 7
+DEMO_ROWS_PER_DAY ?= 100000
+export DEMO_DAYS DEMO_ROWS_PER_DAY
+
+.PHONY: install demo dev test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -U pip
+	# The CPU torch wheel first: any other spec pulls a multi-GB CUDA build (see README for GPUs).
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -c requirements/constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	$(PY) -m batch_inference.demo
+
+dev: install
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(BATCH_INFERENCE_HOME)/dagster_home} ; mkdir -p $$DAGSTER_HOME ; \
+	  test -f $$DAGSTER_HOME/dagster.yaml || cp dagster.yaml $$DAGSTER_HOME/dagster.yaml ; \
+	  DAGSTER_HOME=$$DAGSTER_HOME $(VENV)/bin/dagster dev -w workspace.yaml
+
+lint: install
+	$(VENV)/bin/ruff check batch_inference batch_inference_tests
+
+test: install lint
+	$(VENV)/bin/pytest -q
+
+bench: install
+	$(PY) -m batch_inference.bench
+
+clean:
+	rm -rf $(BATCH_INFERENCE_HOME)

@@ -1,0 +1,1 @@
+"""Thin Dagster assets: read, call the library, write, report metadata."""

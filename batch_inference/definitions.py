@@ -1,0 +1,33 @@
+"""The code location: assets, checks, jobs and resources, chosen by environment in one place."""
+
+import dagster as dg
+
+from batch_inference.assets.features import features
+from batch_inference.assets.ingest import transactions
+from batch_inference.assets.model import model
+from batch_inference.assets.predictions import predictions
+from batch_inference.assets.serving import serving_predictions
+from batch_inference.jobs import ALL_JOBS
+from batch_inference.resources import LakeResource, ModelRegistryResource, WarehouseResource
+from batch_inference.settings import Settings, load_settings
+
+
+def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
+    """Resources for the current environment (the embedded default unless overridden)."""
+    settings = settings or load_settings()
+    return {
+        "lake": LakeResource(lake_uri=settings.lake_uri, landing_uri=settings.landing_uri),
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "model_registry": ModelRegistryResource(
+            tracking_uri=settings.mlflow_tracking_uri,
+            model_name=settings.model_name,
+            artifact_root=settings.mlflow_artifact_root,
+        ),
+    }
+
+
+defs = dg.Definitions(
+    assets=[transactions, features, model, predictions, serving_predictions],
+    jobs=ALL_JOBS,
+    resources=build_resources(),
+)

@@ -1,0 +1,131 @@
+"""Training the risk MLP on labelled feature rows, and the statistics recorded with it."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import nn
+
+from batch_inference.modeling.network import ModelConfig, RiskMLP
+
+REFERENCE_BINS = 10
+
+
+@dataclass
+class TrainingParams:
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    epochs: int = 4
+    batch_size: int = 1024
+    learning_rate: float = 2e-3
+    max_rows: int = 400_000
+    holdout_fraction: float = 0.2
+    seed: int = 7
+
+
+@dataclass
+class TrainedModel:
+    model: RiskMLP
+    config: ModelConfig
+    metrics: dict[str, float]
+    reference: dict = field(default_factory=dict)
+    holdout_x: np.ndarray | None = None
+    holdout_y: np.ndarray | None = None
+
+
+def to_matrix(table: pa.Table, features: tuple[str, ...]) -> np.ndarray:
+    """Stack feature columns into a C-contiguous float32 matrix (rows x features)."""
+    cols = [table.column(name).to_numpy(zero_copy_only=False).astype(np.float32, copy=False) for name in features]
+    return np.ascontiguousarray(np.vstack(cols).T)
+
+
+def holdout_mask(record_ids: pa.ChunkedArray, fraction: float) -> np.ndarray:
+    """Deterministic hold-out split by a hash of record_id, stable across retrains."""
+    buckets = np.fromiter((zlib.crc32(r.encode()) % 1000 for r in record_ids.to_pylist()), np.int64)
+    return buckets < int(fraction * 1000)
+
+
+def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
+    y_true = np.asarray(y_true).astype(bool)
+    n_pos, n_neg = int(y_true.sum()), int((~y_true).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = np.asarray(scores)[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def reference_histogram(values: np.ndarray, bins: int = REFERENCE_BINS) -> dict[str, list[float]]:
+    """Quantile bin edges and the share of values in each bin, for drift checks later."""
+    values = values[np.isfinite(values)]
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))
+    inner = edges[1:-1]
+    counts = np.bincount(np.searchsorted(inner, values, side="right"), minlength=len(inner) + 1)
+    return {"edges": inner.tolist(), "proportions": (counts / max(len(values), 1)).tolist()}
+
+
+def score(model: nn.Module, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
+    """Probabilities for a matrix, in batches (reference path for evaluation)."""
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            out.append(torch.sigmoid(model(torch.from_numpy(x[start:start + batch_size]))).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def train(table: pa.Table, features: tuple[str, ...], params: TrainingParams | None = None) -> TrainedModel:
+    """Train on labelled rows of `table`; evaluate on a deterministic hold-out split."""
+    params = params or TrainingParams()
+    if table.num_rows == 0:
+        raise ValueError("no labelled feature rows to train on")
+    torch.manual_seed(params.seed)
+    rng = np.random.default_rng(params.seed)
+    is_holdout = holdout_mask(table.column("record_id"), params.holdout_fraction)
+    x_all = to_matrix(table, features)
+    y_all = table.column("label").to_numpy(zero_copy_only=False).astype(np.float32)
+    x_train, y_train = x_all[~is_holdout], y_all[~is_holdout]
+    x_hold, y_hold = x_all[is_holdout], y_all[is_holdout]
+    if len(x_train) > params.max_rows:
+        keep = rng.choice(len(x_train), params.max_rows, replace=False)
+        x_train, y_train = x_train[keep], y_train[keep]
+
+    model = RiskMLP(len(features), params.hidden_sizes)
+    model.mean.copy_(torch.from_numpy(x_train.mean(axis=0)))
+    model.std.copy_(torch.from_numpy(np.maximum(x_train.std(axis=0), 1e-6)))
+    optimiser = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
+    loss_fn = nn.BCEWithLogitsLoss()
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    model.train()
+    for _ in range(params.epochs):
+        perm = torch.from_numpy(rng.permutation(len(xt)))
+        for start in range(0, len(xt), params.batch_size):
+            idx = perm[start:start + params.batch_size]
+            optimiser.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xt[idx]), yt[idx])
+            loss.backward()
+            optimiser.step()
+    model.eval()
+
+    hold_scores = score(model, x_hold)
+    eps = 1e-7
+    log_loss = float(-np.mean(y_hold * np.log(hold_scores + eps) + (1 - y_hold) * np.log(1 - hold_scores + eps)))
+    metrics = {
+        "holdout_auc": roc_auc(y_hold, hold_scores),
+        "holdout_log_loss": log_loss,
+        "train_rows": float(len(x_train)),
+        "holdout_rows": float(len(x_hold)),
+        "positive_rate": float(y_all.mean()),
+    }
+    reference = {"score": reference_histogram(score(model, x_train[:100_000]))}
+    for i, name in enumerate(features):
+        reference[name] = reference_histogram(x_train[:, i])
+    return TrainedModel(model, ModelConfig(tuple(features), tuple(params.hidden_sizes)), metrics,
+                        reference, x_hold, y_hold)
