@@ -2,13 +2,14 @@
 
 import dagster as dg
 
+from batch_inference.assets.checks import ALL_CHECKS
 from batch_inference.assets.features import features
 from batch_inference.assets.ingest import transactions
 from batch_inference.assets.model import model
 from batch_inference.assets.predictions import predictions
 from batch_inference.assets.serving import serving_predictions
 from batch_inference.jobs import ALL_JOBS
-from batch_inference.resources import LakeResource, ModelRegistryResource, WarehouseResource
+from batch_inference.resources import LakeResource, ModelRegistryResource, QualityResource, WarehouseResource
 from batch_inference.settings import Settings, load_settings
 
 
@@ -17,6 +18,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
     settings = settings or load_settings()
     return {
         "lake": LakeResource(lake_uri=settings.lake_uri, landing_uri=settings.landing_uri),
+        "quality": QualityResource(),
         "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
         "model_registry": ModelRegistryResource(
             tracking_uri=settings.mlflow_tracking_uri,
@@ -28,6 +30,10 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
 
 defs = dg.Definitions(
     assets=[transactions, features, model, predictions, serving_predictions],
+    asset_checks=ALL_CHECKS,
     jobs=ALL_JOBS,
     resources=build_resources(),
+    # Locally a run's steps share one process: imports (dagster, torch, mlflow) and the model load
+    # are paid once per run, not once per step. Production swaps in the k8s_job_executor.
+    executor=dg.in_process_executor,
 )

@@ -35,14 +35,14 @@ def prepare_dagster_home(settings: Settings) -> Path:
     return home
 
 
-def summary(settings: Settings) -> str:
+def summary(settings: Settings, checks: dict[str, str] | None = None) -> str:
     """A per-day table of what landed, what was scored and by which model."""
     from batch_inference.lake import Lake
     from batch_inference.warehouse import connect
 
     lake = Lake(settings.lake_uri)
     lines = [f"{'date':<12}{'landed':>9}{'scored':>9}{'quarant.':>9}  {'model':<22}{'mean score':>11}"
-             f"{'score>0.5':>10}{'fraud rate':>11}"]
+             f"{'score>0.5':>10}{'fraud rate':>11}  checks"]
     with connect(settings.warehouse_path, read_only=True) as con:
         rows = con.execute(
             "SELECT CAST(date AS VARCHAR), count(*), any_value(model_name || ' v' || model_version), "
@@ -56,7 +56,7 @@ def summary(settings: Settings) -> str:
             landed = transactions.num_rows + quarantined
             fraud = transactions.column("is_fraud").to_numpy().mean() if transactions.num_rows else 0.0
             lines.append(f"{date:<12}{landed:>9,}{scored:>9,}{quarantined:>9,}  {model:<22}{mean:>11.4f}"
-                         f"{high:>10,}{fraud:>11.2%}")
+                         f"{high:>10,}{fraud:>11.2%}  {(checks or {}).get(date, '')}")
     return "\n".join(lines)
 
 
@@ -92,13 +92,18 @@ def main() -> int:
     train.execute_in_process(instance=instance)
     print("  trained and registered the model")
     score_started = time.perf_counter()
+    checks = {}
     for day in days:
-        score.execute_in_process(partition_key=day, instance=instance)
-        print(f"  scored {day}")
+        result = score.execute_in_process(partition_key=day, instance=instance, raise_on_error=False)
+        evaluations = result.get_asset_check_evaluations()
+        failed = [e.check_name for e in evaluations if not e.passed]
+        checks[day] = f"{len(evaluations) - len(failed)}/{len(evaluations)} passed" + (
+            f" (failed: {', '.join(failed)})" if failed else "")
+        print(f"  scored {day}: checks {checks[day]}")
     score_seconds = time.perf_counter() - score_started
     total = time.perf_counter() - started
     print()
-    print(summary(settings))
+    print(summary(settings, checks))
     rows = days_count * rows_per_day
     print(f"\nwall time {total:.1f} s; scoring {rows:,} rows took {score_seconds:.1f} s "
           f"({rows / score_seconds:,.0f} rows/s end to end through Dagster)")

@@ -108,3 +108,9 @@ def quarantine_rows(rows: pa.Table, reasons: list[str], stage: str) -> pa.Table:
         },
         schema=QUARANTINE_SCHEMA,
     )
+
+
+def read_landing_ids(fs: pafs.FileSystem, path: str) -> pa.ChunkedArray:
+    """Only the record_id column of a landing file (for completeness accounting)."""
+    with fs.open_input_file(path) as handle:
+        return pq.read_table(handle, columns=["record_id"]).column("record_id").cast(pa.string())

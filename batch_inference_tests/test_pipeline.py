@@ -27,7 +27,8 @@ def instance(home):
 def _defs(settings):
     from batch_inference import definitions
 
-    return dg.Definitions(assets=definitions.defs.assets, jobs=ALL_JOBS, resources=build_resources(settings))
+    return dg.Definitions(assets=definitions.defs.assets, asset_checks=definitions.defs.asset_checks,
+                          jobs=ALL_JOBS, resources=build_resources(settings))
 
 
 def test_two_partitions_end_to_end(home, landed, instance):

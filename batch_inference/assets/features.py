@@ -4,8 +4,10 @@ import time
 
 import dagster as dg
 
+from batch_inference.assets.checks import column_schema
 from batch_inference.assets.partitions import daily_partitions
 from batch_inference.features import FEATURE_COLUMNS, compute_features
+from batch_inference.quality.schemas import FeaturesSchema
 from batch_inference.resources import LakeResource
 from batch_inference.validation import validate_partition_key
 
@@ -16,6 +18,7 @@ from batch_inference.validation import validate_partition_key
     kinds={"duckdb", "parquet"},
     group_name="scoring",
     code_version="1",
+    metadata=column_schema(FeaturesSchema),
     description="Per-record model features (per-customer aggregates, encodings), keyed by record_id.",
 )
 def features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:

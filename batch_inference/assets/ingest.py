@@ -4,12 +4,12 @@ import time
 
 import dagster as dg
 
+from batch_inference.assets.checks import column_schema, quarantine_part
 from batch_inference.assets.partitions import daily_partitions
 from batch_inference.ingest import read_landing_file, split_valid
+from batch_inference.quality.schemas import TransactionsSchema
 from batch_inference.resources import LakeResource
 from batch_inference.validation import validate_partition_key
-
-QUARANTINE_PART = "part-{stage}.parquet"
 
 
 @dg.asset(
@@ -17,6 +17,7 @@ QUARANTINE_PART = "part-{stage}.parquet"
     kinds={"parquet", "pandas"},
     group_name="scoring",
     code_version="1",
+    metadata=column_schema(TransactionsSchema),
     description="One day of card transactions from landing/, typed; bad rows quarantined with a reason.",
 )
 def transactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
@@ -28,7 +29,7 @@ def transactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
     valid, rejected = split_valid(table, stage="transactions")
     store = lake.lake()
     uri = store.write("transactions", date, valid)
-    store.write("quarantine", date, rejected, part=QUARANTINE_PART.format(stage="transactions"))
+    store.write("quarantine", date, rejected, part=quarantine_part("transactions"))
     seconds = time.perf_counter() - started
     if rejected.num_rows:
         context.log.warning(f"{date}: quarantined {rejected.num_rows} of {table.num_rows} landing rows")

@@ -6,7 +6,7 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
-from batch_inference.assets.ingest import QUARANTINE_PART
+from batch_inference.assets.checks import column_schema, quarantine_part
 from batch_inference.assets.partitions import daily_partitions
 from batch_inference.inference.engine import (
     OUTPUT_SCHEMA,
@@ -17,6 +17,7 @@ from batch_inference.inference.engine import (
     iter_batches,
 )
 from batch_inference.ingest import QUARANTINE_SCHEMA
+from batch_inference.quality.schemas import PredictionsSchema
 from batch_inference.resources import LakeResource, ModelRegistryResource
 from batch_inference.validation import validate_partition_key
 
@@ -36,7 +37,7 @@ class ScoringConfig(dg.Config):
     group_name="scoring",
     code_version="1",
     pool="gpu",
-    tags={"batch_inference/device": "gpu"},
+    metadata=column_schema(PredictionsSchema),
     description="Fraud-risk scores for every record of the day, with model name, version, "
     "scored_at and run id; scored by the version the MLflow `champion` alias names at run time.",
 )
@@ -47,19 +48,20 @@ def predictions(context: dg.AssetExecutionContext, config: ScoringConfig, lake: 
     registry = model_registry.registry()
     loaded = registry.load(registry.require_champion())
     store = lake.lake()
-    source = store.parquet_file("features", date)
     engine = InferenceEngine(loaded.model, loaded.config.features, EngineConfig(
         device=config.device, read_batch_rows=config.read_batch_rows, forward_rows=config.forward_rows))
     provenance = Provenance(loaded.ref.name, loaded.ref.version, context.run.run_id)
     rejected: list[RejectedRows] = []
-    batches = iter_batches(source, config.read_batch_rows, ["record_id", *loaded.config.features])
+    batches = iter_batches(store.parquet_file("features", date), config.read_batch_rows,
+                           ["record_id", *loaded.config.features])
     with store.writer("predictions", date, OUTPUT_SCHEMA) as writer:
         result = engine.run(batches, writer.write_batch, provenance, reject=rejected.append)
-    store.write("quarantine", date, _quarantine_table(rejected), part=QUARANTINE_PART.format(stage="predictions"))
+    store.write("quarantine", date, _quarantine_table(rejected), part=quarantine_part("predictions"))
     seconds = time.perf_counter() - started
-    latencies = np.array(result.batch_latencies_ms or [0.0])
+    latencies = np.asarray(result.batch_latencies_ms or [0.0])
     context.log.info(f"{date}: scored {result.rows_scored} rows with {loaded.ref.uri} on "
                      f"{result.device} at {result.rows_per_second:,.0f} rows/s")
+
     return dg.MaterializeResult(metadata={
         "rows": result.rows_scored,
         "rows_in": result.rows_in,

@@ -63,13 +63,22 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def reference_histogram(values: np.ndarray, bins: int = REFERENCE_BINS) -> dict[str, list[float]]:
-    """Quantile bin edges and the share of values in each bin, for drift checks later."""
+def reference_histogram(values: np.ndarray, bins: int = REFERENCE_BINS) -> dict:
+    """Quantile bins with their shares (for PSI) and percentiles (for KS), for drift checks later."""
     values = values[np.isfinite(values)]
-    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))
-    inner = edges[1:-1]
+    distinct = np.unique(values[:100_000])
+    continuous = len(distinct) > bins
+    if continuous:
+        inner = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))[1:-1]
+    else:  # a few distinct values (flags, counts): one bin per value, split at the midpoints
+        inner = (distinct[:-1] + distinct[1:]) / 2
     counts = np.bincount(np.searchsorted(inner, values, side="right"), minlength=len(inner) + 1)
-    return {"edges": inner.tolist(), "proportions": (counts / max(len(values), 1)).tolist()}
+    return {
+        "edges": inner.tolist(),
+        "proportions": (counts / max(len(values), 1)).tolist(),
+        "percentiles": np.quantile(values, np.linspace(0, 1, 101)).tolist(),
+        "continuous": bool(continuous),
+    }
 
 
 def score(model: nn.Module, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
@@ -124,8 +133,13 @@ def train(table: pa.Table, features: tuple[str, ...], params: TrainingParams | N
         "holdout_rows": float(len(x_hold)),
         "positive_rate": float(y_all.mean()),
     }
-    reference = {"score": reference_histogram(score(model, x_train[:100_000]))}
+    sample_x = x_train[:100_000]
+    sample_scores = score(model, sample_x)
+    reference = {"score": {**reference_histogram(sample_scores), "importance": 1.0}}
     for i, name in enumerate(features):
-        reference[name] = reference_histogram(x_train[:, i])
+        column = sample_x[:, i]
+        spread = float(column.std())
+        corr = float(abs(np.corrcoef(column, sample_scores)[0, 1])) if spread > 0 else 0.0
+        reference[name] = {**reference_histogram(x_train[:, i]), "importance": round(corr, 6)}
     return TrainedModel(model, ModelConfig(tuple(features), tuple(params.hidden_sizes)), metrics,
                         reference, x_hold, y_hold)

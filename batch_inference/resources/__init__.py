@@ -1,7 +1,8 @@
 """Dagster resources: thin configurable handles on the library's storage and registry."""
 
 from batch_inference.resources.lake import LakeResource
+from batch_inference.resources.quality import QualityResource
 from batch_inference.resources.registry import ModelRegistryResource
 from batch_inference.resources.warehouse import WarehouseResource
 
-__all__ = ["LakeResource", "ModelRegistryResource", "WarehouseResource"]
+__all__ = ["LakeResource", "ModelRegistryResource", "QualityResource", "WarehouseResource"]

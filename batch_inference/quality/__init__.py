@@ -1,0 +1,1 @@
+"""Quality gates as a plain library: schemas, completeness and drift (no Dagster import)."""

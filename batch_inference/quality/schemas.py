@@ -1,0 +1,90 @@
+"""pandera models of the three hand-offs, and lazy validation that reports every failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow as pa_arrow
+from pandera.errors import SchemaErrors
+from pandera.typing import Series
+
+from batch_inference.features import FEATURE_COLUMNS
+from batch_inference.generator import COUNTRIES, MERCHANT_CATEGORIES
+
+_UTC = {"unit": "us", "tz": "UTC"}
+
+
+class TransactionsSchema(pa.DataFrameModel):
+    """A day of validated transactions (after quarantine)."""
+
+    record_id: Series[str] = pa.Field(unique=True, nullable=False, str_length={"min_value": 1})
+    event_time: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs=_UTC, nullable=False)
+    customer_id: Series[np.int64] = pa.Field(ge=0)
+    merchant_category: Series[str] = pa.Field(isin=MERCHANT_CATEGORIES)
+    merchant_country: Series[str] = pa.Field(isin=COUNTRIES)
+    card_country: Series[str] = pa.Field(isin=COUNTRIES)
+    amount: Series[np.float64] = pa.Field(ge=0, le=1_000_000)
+    card_present: Series[bool]
+    is_fraud: Series[np.int8] = pa.Field(isin=[0, 1])
+
+    class Config:
+        name = "TransactionsSchema"
+        strict = True
+
+
+class FeaturesSchema(pa.DataFrameModel):
+    """Model inputs: every feature a finite float32, keyed by a unique record_id."""
+
+    record_id: Series[str] = pa.Field(unique=True, nullable=False)
+    feature: Series[np.float32] = pa.Field(alias="^(?!record_id$|label$).+$", regex=True, nullable=False,
+                                           ge=-1e6, le=1e6)
+    label: Series[np.int8] = pa.Field(isin=[0, 1], nullable=True)
+
+    class Config:
+        name = "FeaturesSchema"
+        strict = True
+
+    @pa.dataframe_check(error="missing feature columns")
+    @classmethod
+    def has_all_features(cls, df: pd.DataFrame) -> bool:
+        return set(FEATURE_COLUMNS) <= set(df.columns)
+
+
+class PredictionsSchema(pa.DataFrameModel):
+    """Scores with their provenance."""
+
+    record_id: Series[str] = pa.Field(unique=True, nullable=False)
+    score: Series[np.float32] = pa.Field(ge=0, le=1, nullable=False)
+    model_name: Series[str] = pa.Field(nullable=False)
+    model_version: Series[str] = pa.Field(nullable=False, str_matches=r"^\d+$")
+    scored_at: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs=_UTC, nullable=False)
+    run_id: Series[str] = pa.Field(nullable=False)
+
+    class Config:
+        name = "PredictionsSchema"
+        strict = True
+
+
+@dataclass
+class SchemaReport:
+    passed: bool
+    rows: int
+    failing_columns: list[str]
+    failure_count: int
+    failure_sample: pd.DataFrame
+
+
+def validate(schema: type[pa.DataFrameModel], table: pa_arrow.Table, sample: int = 20) -> SchemaReport:
+    """Validate lazily so that every failing column and check is reported, not just the first."""
+    df = table.to_pandas()
+    try:
+        schema.validate(df, lazy=True)
+    except SchemaErrors as exc:
+        cases = exc.failure_cases
+        columns = sorted({str(c) for c in cases["column"].dropna().unique()}) or [schema.Config.name]
+        shown = cases[["column", "check", "failure_case", "index"]].head(sample).astype(str)
+        return SchemaReport(False, len(df), columns, len(cases), shown)
+    return SchemaReport(True, len(df), [], 0, pd.DataFrame())

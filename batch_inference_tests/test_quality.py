@@ -1,0 +1,95 @@
+"""The quality library: pandera schemas, drift statistics and completeness accounting."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from batch_inference.features import compute_features
+from batch_inference.generator import generate_transactions
+from batch_inference.ingest import split_valid
+from batch_inference.modeling.training import reference_histogram
+from batch_inference.quality.completeness import check_completeness
+from batch_inference.quality.drift import ALERT, OK, WARN, DriftThresholds, compare, ks_statistic, psi
+from batch_inference.quality.schemas import FeaturesSchema, PredictionsSchema, TransactionsSchema, validate
+
+
+def _predictions(n: int = 100) -> pa.Table:
+    import datetime as dt
+
+    return pa.table({
+        "record_id": pa.array([f"r{i}" for i in range(n)], pa.string()),
+        "score": pa.array(np.linspace(0, 1, n, dtype=np.float32)),
+        "model_name": pa.array(["m"] * n),
+        "model_version": pa.array(["4"] * n),
+        "scored_at": pa.array([dt.datetime(2026, 1, 1, tzinfo=dt.UTC)] * n, pa.timestamp("us", tz="UTC")),
+        "run_id": pa.array(["run"] * n),
+    })
+
+
+def test_clean_data_passes_every_schema():
+    valid, _ = split_valid(generate_transactions("2026-01-01", 2_000))
+    assert validate(TransactionsSchema, valid).passed
+    assert validate(FeaturesSchema, compute_features(valid)).passed
+    assert validate(PredictionsSchema, _predictions()).passed
+
+
+def test_schema_failures_list_every_failing_column():
+    t = _predictions()
+    t = t.set_column(1, "score", pa.array(np.linspace(-1, 2, 100, dtype=np.float32)))
+    t = t.set_column(0, "record_id", pa.array(["dup"] * 100))
+    report = validate(PredictionsSchema, t)
+    assert not report.passed
+    assert report.failing_columns == ["record_id", "score"]
+    assert report.failure_count > 100 and len(report.failure_sample) == 20
+
+
+def test_features_schema_rejects_wrong_dtype_and_missing_feature():
+    f = compute_features(generate_transactions("2026-01-01", 200))
+    report = validate(FeaturesSchema, f.set_column(1, "log_amount", f.column("log_amount").cast(pa.float64())))
+    assert not report.passed and "log_amount" in report.failing_columns
+    assert not validate(FeaturesSchema, f.drop_columns(["is_night"])).passed
+
+
+def test_unvalidated_transactions_fail_the_schema():
+    raw = generate_transactions("2026-01-01", 5_000, corrupt_rate=0.05)
+    report = validate(TransactionsSchema, raw)
+    assert not report.passed
+    assert {"record_id", "amount", "merchant_category"} <= set(report.failing_columns)
+
+
+def test_psi_and_ks():
+    rng = np.random.default_rng(0)
+    ref = reference_histogram(rng.normal(size=50_000))
+    assert ref["continuous"]
+    same, shifted = rng.normal(size=20_000), rng.normal(loc=1.0, size=20_000)
+    assert psi(ref, same) < 0.01 and ks_statistic(ref, same) < 0.03
+    assert psi(ref, shifted) > 0.25 and ks_statistic(ref, shifted) > 0.3
+    binary = reference_histogram((rng.random(10_000) < 0.1).astype(float))
+    assert not binary["continuous"]
+    assert psi(binary, (rng.random(10_000) < 0.5).astype(float)) > 0.25
+
+
+def test_drift_status_bands():
+    rng = np.random.default_rng(1)
+    reference = {"x": reference_histogram(rng.normal(size=50_000))}
+    t = DriftThresholds()
+    assert compare(reference, {"x": rng.normal(size=20_000)}, t).status == OK
+    assert compare(reference, {"x": rng.normal(loc=0.3, size=20_000)}, t).status == WARN
+    assert compare(reference, {"x": rng.normal(loc=2.0, size=20_000)}, t).status == ALERT
+    strict = DriftThresholds(psi_warn=0.001, psi_alert=0.002, ks_warn=0.001, ks_alert=0.002)
+    assert compare(reference, {"x": rng.normal(size=20_000)}, strict).status == ALERT
+    table = compare(reference, {"x": rng.normal(size=100), "unknown": np.zeros(3)}, t).as_markdown()
+    assert "| x |" in table and "unknown" not in table
+
+
+@pytest.mark.parametrize(("scored", "quarantined", "passed"), [
+    (["a", "b"], ["c", None], True),
+    (["a", "b", "b"], [None], False),        # scored twice
+    (["a", "b"], [None], False),             # c unaccounted (and counts differ)
+    (["a", "b", "zz"], [None], False),       # invented id
+])
+def test_completeness(scored, quarantined, passed):
+    landing = pa.array(["a", "b", "c", None])
+    report = check_completeness(landing, pa.array(scored, pa.string()), pa.array(quarantined, pa.string()))
+    assert report.passed is passed
+    assert report.landing_rows == 4
