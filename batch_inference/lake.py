@@ -23,6 +23,8 @@ import pyarrow.parquet as pq
 from batch_inference.validation import validate_identifier, validate_partition_key
 
 PART_NAME = "part-0.parquet"
+# Row groups of 64k rows keep a streaming reader's memory small whatever the partition size.
+ROW_GROUP_ROWS = 65_536
 TMP_SUFFIX = ".tmp"
 
 
@@ -89,7 +91,8 @@ class Lake:
         """Open a committed partition for streaming reads."""
         path = self.partition_file(asset, date, part)
         try:
-            return pq.ParquetFile(self.fs.open_input_file(path))
+            # Buffered page-by-page reads: memory follows the batch size, not the row-group size.
+            return pq.ParquetFile(self.fs.open_input_file(path), pre_buffer=False, buffer_size=1 << 20)
         except FileNotFoundError:
             raise PartitionMissingError(
                 f"no {asset} partition for {date} at {self.uri_of(path)}"
@@ -132,7 +135,7 @@ class Lake:
     def write(self, asset: str, date: str, table: pa.Table, part: str = PART_NAME) -> str:
         """Write a whole table as the partition; returns the committed URI."""
         with self.writer(asset, date, table.schema, part) as writer:
-            writer.write_table(table, row_group_size=128 * 1024)
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
         return self.uri_of(self.partition_file(asset, date, part))
 
     def delete(self, asset: str, date: str, part: str = PART_NAME) -> None:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from batch_inference.modeling.network import WEIGHTS_FILE
+from batch_inference.modeling.artifact import WEIGHTS_FILE
 from batch_inference.modeling.registry import ModelRegistry, ModelRegistryError, UntrustedModelError
 from batch_inference.modeling.training import roc_auc, score
 

@@ -7,7 +7,6 @@ import pyarrow as pa
 
 from batch_inference.features import FEATURE_COLUMNS
 from batch_inference.modeling.registry import CHAMPION
-from batch_inference.modeling.training import TrainingParams, roc_auc, score, train
 from batch_inference.resources import LakeResource, ModelRegistryResource
 from batch_inference.validation import validate_partition_key
 
@@ -33,6 +32,8 @@ class ModelTrainingConfig(dg.Config):
 )
 def model(context: dg.AssetExecutionContext, config: ModelTrainingConfig, lake: LakeResource,
           model_registry: ModelRegistryResource) -> dg.MaterializeResult:
+    from batch_inference.modeling.training import TrainingParams, roc_auc, score, train
+
     started = time.perf_counter()
     store = lake.lake()
     dates = store.dates("features")

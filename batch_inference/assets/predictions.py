@@ -8,14 +8,6 @@ import pyarrow as pa
 
 from batch_inference.assets.checks import column_schema, quarantine_part
 from batch_inference.assets.partitions import daily_partitions
-from batch_inference.inference.engine import (
-    OUTPUT_SCHEMA,
-    EngineConfig,
-    InferenceEngine,
-    Provenance,
-    RejectedRows,
-    iter_batches,
-)
 from batch_inference.ingest import QUARANTINE_SCHEMA
 from batch_inference.quality.schemas import PredictionsSchema
 from batch_inference.resources import LakeResource, ModelRegistryResource
@@ -26,7 +18,7 @@ class ScoringConfig(dg.Config):
     """Engine settings for a scoring run."""
 
     device: str = "auto"
-    read_batch_rows: int = 65_536
+    read_batch_rows: int = 16_384
     forward_rows: int = 8_192
 
 
@@ -43,6 +35,14 @@ class ScoringConfig(dg.Config):
 )
 def predictions(context: dg.AssetExecutionContext, config: ScoringConfig, lake: LakeResource,
                 model_registry: ModelRegistryResource) -> dg.MaterializeResult:
+    from batch_inference.inference.engine import (
+        OUTPUT_SCHEMA,
+        EngineConfig,
+        InferenceEngine,
+        Provenance,
+        iter_batches,
+    )
+
     started = time.perf_counter()
     date = validate_partition_key(context.partition_key)
     registry = model_registry.registry()
@@ -51,7 +51,7 @@ def predictions(context: dg.AssetExecutionContext, config: ScoringConfig, lake: 
     engine = InferenceEngine(loaded.model, loaded.config.features, EngineConfig(
         device=config.device, read_batch_rows=config.read_batch_rows, forward_rows=config.forward_rows))
     provenance = Provenance(loaded.ref.name, loaded.ref.version, context.run.run_id)
-    rejected: list[RejectedRows] = []
+    rejected: list = []
     batches = iter_batches(store.parquet_file("features", date), config.read_batch_rows,
                            ["record_id", *loaded.config.features])
     with store.writer("predictions", date, OUTPUT_SCHEMA) as writer:
@@ -81,7 +81,8 @@ def predictions(context: dg.AssetExecutionContext, config: ScoringConfig, lake: 
     })
 
 
-def _quarantine_table(rejected: list[RejectedRows]) -> pa.Table:
+def _quarantine_table(rejected: list) -> pa.Table:
+    """The engine's rejected rows (RejectedRows chunks) as quarantine records."""
     ids = [r for chunk in rejected for r in chunk.record_ids]
     reasons = [r for chunk in rejected for r in chunk.reasons]
     return pa.table({

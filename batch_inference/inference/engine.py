@@ -37,7 +37,7 @@ _SENTINEL = object()
 class EngineConfig:
     """Tuning knobs; the defaults suit CPUs and are adapted on CUDA."""
 
-    read_batch_rows: int = 65_536
+    read_batch_rows: int = 16_384
     forward_rows: int = 8_192
     device: str = "auto"
     num_threads: int | None = None
@@ -81,7 +81,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def keep_allocations_mapped(threshold_bytes: int = 256 << 20) -> None:
+def keep_allocations_mapped(threshold_bytes: int = 64 << 20) -> None:
     """Stop glibc from returning large activation buffers to the OS after every forward call.
 
     Otherwise each large forward pass page-faults its buffers back in (about half speed).
@@ -274,5 +274,11 @@ class InferenceEngine:
 
 
 def iter_batches(parquet_file, rows: int, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    """Record batches of about `rows` rows from a pyarrow ParquetFile."""
-    yield from parquet_file.iter_batches(batch_size=rows, columns=columns, use_threads=True)
+    """Record batches of at most `rows` rows from a pyarrow ParquetFile, one row group at a time.
+
+    Reading row group by row group keeps memory bounded: asked for the whole file at once,
+    pyarrow buffers every selected column chunk of every row group up front.
+    """
+    for group in range(parquet_file.metadata.num_row_groups):
+        yield from parquet_file.iter_batches(batch_size=rows, row_groups=[group], columns=columns,
+                                             use_threads=True)

@@ -14,20 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from batch_inference.modeling.network import (
+from batch_inference.modeling.artifact import (
     CONFIG_FILE,
     MODEL_FORMAT,
     WEIGHTS_FILE,
     ModelConfig,
-    RiskMLP,
-    load_model,
-    save_model,
     sha256_file,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch and mlflow are imported only where a model is trained, saved or loaded
     from mlflow import MlflowClient
 
+    from batch_inference.modeling.network import RiskMLP
     from batch_inference.modeling.training import TrainedModel
 
 CHAMPION = "champion"
@@ -157,6 +155,8 @@ class ModelRegistry:
                         f"model {ref.uri}: SHA-256 mismatch for {name}: expected {expected}, found {found}; "
                         "the artifact was modified after registration, refusing to load it"
                     )
+            from batch_inference.modeling.network import load_model
+
             model, config = load_model(local)
             reference_path = local / REFERENCE_FILE
             reference = json.loads(reference_path.read_text()) if reference_path.is_file() else {}
@@ -176,6 +176,8 @@ class ModelRegistry:
             for key, value in trained.metrics.items():
                 self.client.log_metric(run_id, key, value)
             with tempfile.TemporaryDirectory(prefix="bi-model-") as tmp:
+                from batch_inference.modeling.network import save_model
+
                 directory = Path(tmp) / ARTIFACT_PATH
                 digests = save_model(trained.model, trained.config, directory)
                 (directory / REFERENCE_FILE).write_text(json.dumps(trained.reference))

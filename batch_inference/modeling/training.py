@@ -10,7 +10,8 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from batch_inference.modeling.network import ModelConfig, RiskMLP
+from batch_inference.modeling.artifact import ModelConfig
+from batch_inference.modeling.network import RiskMLP
 
 REFERENCE_BINS = 10
 

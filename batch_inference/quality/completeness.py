@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 
 @dataclass
@@ -24,18 +24,29 @@ class CompletenessReport:
                 and self.unaccounted_ids == 0)
 
 
+_SQL = """
+WITH scored_distinct AS (SELECT DISTINCT record_id FROM scored),
+     accounted AS (SELECT record_id FROM scored UNION SELECT record_id FROM quarantined
+                   WHERE record_id IS NOT NULL)
+SELECT
+    (SELECT count(*) FROM landing),
+    (SELECT count(*) FROM scored),
+    (SELECT count(*) FROM quarantined),
+    (SELECT count(*) FROM scored) - (SELECT count(*) FROM scored_distinct),
+    (SELECT count(*) FROM scored_distinct ANTI JOIN landing USING (record_id)),
+    (SELECT count(*) FROM (SELECT DISTINCT record_id FROM landing WHERE record_id IS NOT NULL)
+        ANTI JOIN accounted USING (record_id))
+"""
+
+
 def check_completeness(landing_ids: pa.ChunkedArray | pa.Array, scored_ids: pa.ChunkedArray | pa.Array,
                        quarantined_ids: pa.ChunkedArray | pa.Array) -> CompletenessReport:
-    """Compare the ids that landed with the ids scored and the ids quarantined."""
-    landing = pc.drop_null(landing_ids)
-    scored_unique = pc.unique(scored_ids)
-    accounted = pc.unique(pa.chunked_array([pa.chunked_array([scored_ids]).combine_chunks(),
-                                            pc.drop_null(pa.chunked_array([quarantined_ids])).combine_chunks()]))
-    return CompletenessReport(
-        landing_rows=len(landing_ids),
-        scored_rows=len(scored_ids),
-        quarantined_rows=len(quarantined_ids),
-        duplicate_scored_ids=len(scored_ids) - len(scored_unique),
-        unexpected_ids=int(pc.sum(pc.invert(pc.is_in(scored_unique, landing))).as_py() or 0),
-        unaccounted_ids=int(pc.sum(pc.invert(pc.is_in(pc.unique(landing), accounted))).as_py() or 0),
-    )
+    """Compare the ids that landed with the ids scored and the ids quarantined (hash joins in DuckDB)."""
+    con = duckdb.connect()
+    try:
+        for name, ids in (("landing", landing_ids), ("scored", scored_ids), ("quarantined", quarantined_ids)):
+            con.register(name, pa.table({"record_id": ids}))
+        row = con.sql(_SQL).fetchall()[0]
+    finally:
+        con.close()
+    return CompletenessReport(*(int(v) for v in row))

@@ -15,17 +15,20 @@ from batch_inference.features import FEATURE_COLUMNS
 from batch_inference.generator import COUNTRIES, MERCHANT_CATEGORIES
 
 _UTC = {"unit": "us", "tz": "UTC"}
+# Strings are validated as Arrow-backed pandas strings: no Python objects, vectorised checks.
+_ARROW_STR = {"storage": "pyarrow"}
+Str = Series[pd.StringDtype]
 
 
 class TransactionsSchema(pa.DataFrameModel):
     """A day of validated transactions (after quarantine)."""
 
-    record_id: Series[str] = pa.Field(unique=True, nullable=False, str_length={"min_value": 1})
+    record_id: Str = pa.Field(dtype_kwargs=_ARROW_STR, unique=True, nullable=False, str_length={"min_value": 1})
     event_time: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs=_UTC, nullable=False)
     customer_id: Series[np.int64] = pa.Field(ge=0)
-    merchant_category: Series[str] = pa.Field(isin=MERCHANT_CATEGORIES)
-    merchant_country: Series[str] = pa.Field(isin=COUNTRIES)
-    card_country: Series[str] = pa.Field(isin=COUNTRIES)
+    merchant_category: Str = pa.Field(dtype_kwargs=_ARROW_STR, isin=MERCHANT_CATEGORIES)
+    merchant_country: Str = pa.Field(dtype_kwargs=_ARROW_STR, isin=COUNTRIES)
+    card_country: Str = pa.Field(dtype_kwargs=_ARROW_STR, isin=COUNTRIES)
     amount: Series[np.float64] = pa.Field(ge=0, le=1_000_000)
     card_present: Series[bool]
     is_fraud: Series[np.int8] = pa.Field(isin=[0, 1])
@@ -38,7 +41,7 @@ class TransactionsSchema(pa.DataFrameModel):
 class FeaturesSchema(pa.DataFrameModel):
     """Model inputs: every feature a finite float32, keyed by a unique record_id."""
 
-    record_id: Series[str] = pa.Field(unique=True, nullable=False)
+    record_id: Str = pa.Field(dtype_kwargs=_ARROW_STR, unique=True, nullable=False)
     feature: Series[np.float32] = pa.Field(alias="^(?!record_id$|label$).+$", regex=True, nullable=False,
                                            ge=-1e6, le=1e6)
     label: Series[np.int8] = pa.Field(isin=[0, 1], nullable=True)
@@ -56,12 +59,12 @@ class FeaturesSchema(pa.DataFrameModel):
 class PredictionsSchema(pa.DataFrameModel):
     """Scores with their provenance."""
 
-    record_id: Series[str] = pa.Field(unique=True, nullable=False)
+    record_id: Str = pa.Field(dtype_kwargs=_ARROW_STR, unique=True, nullable=False)
     score: Series[np.float32] = pa.Field(ge=0, le=1, nullable=False)
-    model_name: Series[str] = pa.Field(nullable=False)
-    model_version: Series[str] = pa.Field(nullable=False, str_matches=r"^\d+$")
+    model_name: Str = pa.Field(dtype_kwargs=_ARROW_STR, nullable=False)
+    model_version: Str = pa.Field(dtype_kwargs=_ARROW_STR, nullable=False, str_matches=r"^\d+$")
     scored_at: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs=_UTC, nullable=False)
-    run_id: Series[str] = pa.Field(nullable=False)
+    run_id: Str = pa.Field(dtype_kwargs=_ARROW_STR, nullable=False)
 
     class Config:
         name = "PredictionsSchema"
@@ -79,7 +82,7 @@ class SchemaReport:
 
 def validate(schema: type[pa.DataFrameModel], table: pa_arrow.Table, sample: int = 20) -> SchemaReport:
     """Validate lazily so that every failing column and check is reported, not just the first."""
-    df = table.to_pandas()
+    df = table.to_pandas(types_mapper={pa_arrow.string(): pd.StringDtype("pyarrow")}.get)
     try:
         schema.validate(df, lazy=True)
     except SchemaErrors as exc:
