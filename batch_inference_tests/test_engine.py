@@ -114,3 +114,20 @@ def test_streams_from_parquet(tmp_path):
     result = engine.run(batches, out.append, Provenance("m", "1", "r"))
     assert result.rows_scored == 10_000
     assert max(b.num_rows for b in out) <= 1_500  # never the whole file at once
+
+
+def test_scores_do_not_depend_on_row_order():
+    table = _table(3_000)
+    shuffled = table.take(pa.array(np.random.default_rng(5).permutation(table.num_rows)))
+    _, a = _run(table, 512, 128)
+    _, b = _run(shuffled, 700, 256)
+    score_a = dict(zip(a.column("record_id").to_pylist(), a.column("score").to_pylist(), strict=True))
+    score_b = dict(zip(b.column("record_id").to_pylist(), b.column("score").to_pylist(), strict=True))
+    assert score_a.keys() == score_b.keys()
+    np.testing.assert_allclose([score_b[k] for k in score_a], list(score_a.values()), rtol=1e-5, atol=1e-6)
+
+
+def test_reads_one_row_group_at_a_time(tmp_path):
+    pq.write_table(_table(10_000), tmp_path / "f.parquet", row_group_size=4_000)
+    batches = list(iter_batches(pq.ParquetFile(tmp_path / "f.parquet"), 3_000, ["record_id"]))
+    assert [b.num_rows for b in batches] == [3_000, 1_000, 3_000, 1_000, 2_000]
