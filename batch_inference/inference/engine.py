@@ -8,6 +8,7 @@ Memory is bounded by the queue depth, not by the partition size.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import datetime as dt
 import os
@@ -134,7 +135,8 @@ class InferenceEngine:
         if self.device.type == "cpu":
             keep_allocations_mapped()
             torch.set_num_threads(self.config.num_threads or max(1, os.cpu_count() or 1))
-        self.model = model.to(self.device).eval()
+        # A private copy: folding and moving to the device never touch the caller's (cached) model.
+        self.model = copy.deepcopy(model).to(self.device).eval()
         if hasattr(self.model, "fold_normalization"):
             self.model.fold_normalization()
 

@@ -41,6 +41,9 @@ os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+_LOADED: dict[tuple, LoadedModel] = {}
+
+
 class ModelRegistryError(RuntimeError):
     """The registry has no usable model, or a version fails verification."""
 
@@ -135,7 +138,18 @@ class ModelRegistry:
         return self._ref(self.client.get_model_version(self.model_name, str(version)))
 
     def load(self, ref: ModelVersionRef) -> LoadedModel:
-        """Download, verify digests, and load a version; refuse anything not in our format."""
+        """Download, verify digests, and load a version; refuse anything not in our format.
+
+        A verified version is kept for the life of the process (keyed by its digests), so the
+        steps of one run resolve and load it once.
+        """
+        key = (self.tracking_uri, ref.name, ref.version, ref.format, ref.weights_sha256, ref.config_sha256)
+        if key not in _LOADED:
+            _LOADED.clear()  # one model at a time is plenty for a run
+            _LOADED[key] = self._load(ref)
+        return _LOADED[key]
+
+    def _load(self, ref: ModelVersionRef) -> LoadedModel:
         if ref.format != MODEL_FORMAT:
             raise UntrustedModelError(
                 f"model {ref.uri} is not in the project's format (tag {TAG_FORMAT}={ref.format!r}, "
