@@ -56,6 +56,29 @@ def landed(home: Settings) -> list[str]:
     return list(DAYS)
 
 
+@pytest.fixture
+def dagster_instance(home: Settings):
+    """A real DagsterInstance in the test's DAGSTER_HOME, with the project's dagster.yaml."""
+    import shutil
+
+    import dagster as dg
+
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", home.dagster_home / "dagster.yaml")
+    with dg.DagsterInstance.get() as inst:
+        yield inst
+
+
+def project_defs(settings: Settings):
+    """The project's Definitions with resources pointing at `settings` (a test's data root)."""
+    import dagster as dg
+
+    from batch_inference import definitions
+    from batch_inference.jobs import ALL_JOBS
+
+    return dg.Definitions(assets=definitions.defs.assets, asset_checks=definitions.defs.asset_checks,
+                          jobs=ALL_JOBS, resources=definitions.build_resources(settings))
+
+
 def subprocess_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["BATCH_INFERENCE_HOME"] = str(settings.home)

@@ -1,38 +1,20 @@
 """The asset graph materialized in-process against a real DagsterInstance in a temp dir."""
 
-import shutil
-from pathlib import Path
 
 import dagster as dg
-import pytest
 
-from batch_inference.definitions import build_resources
-from batch_inference.jobs import ALL_JOBS
 from batch_inference.lake import Lake
 from batch_inference.modeling.registry import ModelRegistry
 from batch_inference.warehouse import connect
+from batch_inference_tests.conftest import project_defs
 from batch_inference_tests.invariants import assert_day_scored_once
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL_MODEL = {"ops": {"model": {"config": {"epochs": 3, "hidden_sizes": [32, 32]}}}}
 
 
-@pytest.fixture
-def instance(home):
-    shutil.copy(REPO / "dagster.yaml", home.dagster_home / "dagster.yaml")
-    with dg.DagsterInstance.get() as inst:
-        yield inst
-
-
-def _defs(settings):
-    from batch_inference import definitions
-
-    return dg.Definitions(assets=definitions.defs.assets, asset_checks=definitions.defs.asset_checks,
-                          jobs=ALL_JOBS, resources=build_resources(settings))
-
-
-def test_two_partitions_end_to_end(home, landed, instance):
-    defs = _defs(home)
+def test_two_partitions_end_to_end(home, landed, dagster_instance):
+    instance = dagster_instance
+    defs = project_defs(home)
     for day in landed:
         assert defs.resolve_job_def("ingest_day").execute_in_process(partition_key=day, instance=instance).success
     train = defs.resolve_job_def("train_model").execute_in_process(instance=instance, run_config=SMALL_MODEL)
@@ -66,8 +48,9 @@ def test_two_partitions_end_to_end(home, landed, instance):
     assert after.equals(before)
 
 
-def test_predictions_without_a_champion_fail_clearly(home, landed, instance):
-    defs = _defs(home)
+def test_predictions_without_a_champion_fail_clearly(home, landed, dagster_instance):
+    instance = dagster_instance
+    defs = project_defs(home)
     assert defs.resolve_job_def("ingest_day").execute_in_process(partition_key=landed[0], instance=instance).success
     result = defs.resolve_job_def("score_day").execute_in_process(
         partition_key=landed[0], instance=instance, raise_on_error=False)

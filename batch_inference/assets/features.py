@@ -5,7 +5,7 @@ import time
 import dagster as dg
 
 from batch_inference.assets.checks import column_schema
-from batch_inference.assets.partitions import daily_partitions, one_partition_per_run
+from batch_inference.assets.partitions import daily_partitions
 from batch_inference.features import FEATURE_COLUMNS, compute_features
 from batch_inference.quality.schemas import FeaturesSchema
 from batch_inference.resources import LakeResource
@@ -14,7 +14,6 @@ from batch_inference.validation import validate_partition_key
 
 @dg.asset(
     partitions_def=daily_partitions,
-    backfill_policy=one_partition_per_run,
     deps=["transactions"],
     kinds={"duckdb", "parquet"},
     group_name="scoring",

@@ -5,7 +5,7 @@ import time
 import dagster as dg
 
 from batch_inference.assets.checks import column_schema, quarantine_part
-from batch_inference.assets.partitions import daily_partitions, one_partition_per_run
+from batch_inference.assets.partitions import daily_partitions
 from batch_inference.ingest import read_landing_file, split_valid
 from batch_inference.quality.schemas import TransactionsSchema
 from batch_inference.resources import LakeResource
@@ -14,7 +14,6 @@ from batch_inference.validation import validate_partition_key
 
 @dg.asset(
     partitions_def=daily_partitions,
-    backfill_policy=one_partition_per_run,
     kinds={"parquet", "pandas"},
     group_name="scoring",
     code_version="1",

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 
 from batch_inference.assets.checks import column_schema, quarantine_part
-from batch_inference.assets.partitions import daily_partitions, one_partition_per_run
+from batch_inference.assets.partitions import daily_partitions
 from batch_inference.ingest import QUARANTINE_SCHEMA
 from batch_inference.quality.schemas import PredictionsSchema
 from batch_inference.resources import LakeResource, ModelRegistryResource
@@ -24,7 +24,6 @@ class ScoringConfig(dg.Config):
 
 @dg.asset(
     partitions_def=daily_partitions,
-    backfill_policy=one_partition_per_run,
     deps=["features", "model"],
     kinds={"pytorch", "parquet"},
     group_name="scoring",

@@ -4,7 +4,7 @@ import time
 
 import dagster as dg
 
-from batch_inference.assets.partitions import daily_partitions, one_partition_per_run
+from batch_inference.assets.partitions import daily_partitions
 from batch_inference.resources import LakeResource, WarehouseResource
 from batch_inference.validation import validate_partition_key
 from batch_inference.warehouse import SERVING_TABLE, publish_predictions, refresh_views
@@ -12,7 +12,6 @@ from batch_inference.warehouse import SERVING_TABLE, publish_predictions, refres
 
 @dg.asset(
     partitions_def=daily_partitions,
-    backfill_policy=one_partition_per_run,
     deps=["predictions"],
     kinds={"duckdb"},
     group_name="serving",
