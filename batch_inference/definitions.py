@@ -1,5 +1,7 @@
 """The code location: assets, checks, jobs and resources, chosen by environment in one place."""
 
+import os
+
 import dagster as dg
 
 from batch_inference.assets.checks import ALL_CHECKS
@@ -20,8 +22,32 @@ from batch_inference.resources import (
 from batch_inference.settings import Settings, load_settings
 
 
-def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
-    """Resources for the current environment (the embedded default unless overridden)."""
+def environment() -> str:
+    """`local` (the embedded default) or `prod` (Kubernetes, S3, Postgres, MLflow server)."""
+    env = os.environ.get("BATCH_INFERENCE_ENV", "local")
+    if env not in ("local", "prod"):
+        raise ValueError(f"BATCH_INFERENCE_ENV must be 'local' or 'prod', not {env!r}")
+    return env
+
+
+def build_resources(settings: Settings | None = None, env: str = "local") -> dict[str, dg.ConfigurableResource]:
+    """Resources for an environment: the one place that picks them.
+
+    Locally every value has a default under BATCH_INFERENCE_HOME and its own environment variable
+    (e.g. BATCH_INFERENCE_LAKE_URI=s3://bucket/lake alone moves the lake to S3). In production each
+    is read from the environment at run time (`dg.EnvVar`), so no value or secret sits in code, in
+    the run config or in the UI.
+    """
+    if env == "prod":
+        return {
+            "lake": LakeResource(lake_uri=dg.EnvVar("BATCH_INFERENCE_LAKE_URI"),
+                                 landing_uri=dg.EnvVar("BATCH_INFERENCE_LANDING_URI")),
+            "warehouse": WarehouseResource(path=dg.EnvVar("BATCH_INFERENCE_WAREHOUSE")),
+            "model_registry": ModelRegistryResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"),
+                                                    model_name=dg.EnvVar("BATCH_INFERENCE_MODEL_NAME")),
+            "quality": QualityResource(),
+            "automation": AutomationResource(),
+        }
     settings = settings or load_settings()
     return {
         "lake": LakeResource(lake_uri=settings.lake_uri, landing_uri=settings.landing_uri),
@@ -36,14 +62,26 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
     }
 
 
+def build_executor(env: str = "local") -> dg.ExecutorDefinition:
+    """Locally a run's steps share one process (imports and the model load are paid once per
+    run); in production each step is its own pod (`k8s_job_executor`), GPU steps on GPU nodes."""
+    if env != "prod":
+        return dg.in_process_executor
+    from dagster_k8s import k8s_job_executor
+
+    from batch_inference.k8s import CPU_STEP_K8S_CONFIG
+
+    return k8s_job_executor.configured({"step_k8s_config": CPU_STEP_K8S_CONFIG, "max_concurrent": 16},
+                                       name="k8s_job_executor")
+
+
+ENV = environment()
 defs = dg.Definitions(
     assets=[transactions, features, model, predictions, serving_predictions],
     asset_checks=ALL_CHECKS,
     jobs=ALL_JOBS,
     sensors=ALL_SENSORS,
     schedules=ALL_SCHEDULES,
-    resources=build_resources(),
-    # Locally a run's steps share one process: imports (dagster, torch, mlflow) and the model load
-    # are paid once per run, not once per step. Production swaps in the k8s_job_executor.
-    executor=dg.in_process_executor,
+    resources=build_resources(env=ENV),
+    executor=build_executor(ENV),
 )

@@ -9,7 +9,10 @@ rerun replaces, never appends.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -20,12 +23,22 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from batch_inference.validation import validate_identifier, validate_partition_key
+from batch_inference.validation import InvalidNameError, validate_identifier, validate_partition_key
 
 PART_NAME = "part-0.parquet"
 # Row groups of 64k rows keep a streaming reader's memory small whatever the partition size.
 ROW_GROUP_ROWS = 65_536
 TMP_SUFFIX = ".tmp"
+_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}\.parquet$")
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the crash tests: SIGKILL this process at a named point if asked.
+
+    Set BATCH_INFERENCE_CRASH_AT=<name> (tests only); a no-op otherwise.
+    """
+    if os.environ.get("BATCH_INFERENCE_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class PartitionMissingError(FileNotFoundError):
@@ -64,6 +77,8 @@ class Lake:
         return f"{self.root}/{validate_identifier(asset)}/date={validate_partition_key(date)}"
 
     def partition_file(self, asset: str, date: str, part: str = PART_NAME) -> str:
+        if not _PART_RE.fullmatch(part):
+            raise InvalidNameError(f"invalid file name {part!r} inside a partition")
         return f"{self.partition_dir(asset, date)}/{part}"
 
     def uri_of(self, path: str) -> str:
@@ -105,14 +120,19 @@ class Lake:
     @contextlib.contextmanager
     def writer(self, asset: str, date: str, schema: pa.Schema,
                part: str = PART_NAME) -> Iterator[pq.ParquetWriter]:
-        """Stream a partition into place; it is committed only if the block exits cleanly.
+        """Stream a partition into place; it is committed only if the block exits cleanly."""
+        with self.atomic_writer(self.partition_file(asset, date, part), schema) as writer:
+            yield writer
+
+    @contextlib.contextmanager
+    def atomic_writer(self, final: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+        """Write a Parquet file that appears at `final` complete or not at all.
 
         Locally the file is written beside its final name and renamed; for S3 it is written to
-        a local temporary file and uploaded in one piece once complete.
+        a local temporary file and uploaded in one piece (an object is visible only once whole).
         """
-        final = self.partition_file(asset, date, part)
         if self.is_local:
-            self.fs.create_dir(self.partition_dir(asset, date), recursive=True)
+            self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
             staging = f"{final}.{uuid.uuid4().hex}{TMP_SUFFIX}"
         else:
             fd, staging = tempfile.mkstemp(suffix=".parquet" + TMP_SUFFIX)
@@ -121,16 +141,60 @@ class Lake:
         try:
             yield writer
             writer.close()
-            if self.is_local:
-                os.replace(staging, final)
-            else:
-                pafs.copy_files(staging, final, source_filesystem=pafs.LocalFileSystem(),
-                                destination_filesystem=self.fs)
+            self.commit_file(staging, final)
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
             with contextlib.suppress(FileNotFoundError):
                 os.remove(staging)
+
+    def commit_file(self, local_source: str, final: str) -> None:
+        """Make a finished local file visible at `final` in one atomic step."""
+        crash_point("commit")
+        if self.is_local:
+            os.replace(local_source, final)
+        else:
+            pafs.copy_files(local_source, final, source_filesystem=pafs.LocalFileSystem(),
+                            destination_filesystem=self.fs)
+
+    def staging_dir(self, asset: str, date: str) -> str:
+        """Where a partition's checkpoints live until it is committed (never read by consumers)."""
+        return f"{self.root}/_staging/{validate_identifier(asset)}/date={validate_partition_key(date)}"
+
+    def list_files(self, directory: str) -> list[str]:
+        infos = self.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+
+    def list_dirs(self, directory: str) -> list[str]:
+        infos = self.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+    def delete_dir(self, directory: str) -> None:
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.fs.delete_dir(directory)
+
+    def footer_digest(self, asset: str, date: str) -> str:
+        """SHA-256 over a partition file's size and Parquet footer: cheap change detection.
+
+        The footer holds every column chunk's offsets, sizes and statistics, so a rewrite with
+        different content changes it, without hashing gigabytes on every run.
+        """
+        path = self.partition_file(asset, date)
+        size = self.fs.get_file_info(path).size
+        with self.fs.open_input_file(path) as handle:
+            handle.seek(size - 8)
+            tail = handle.read(8)
+            footer_len = int.from_bytes(tail[:4], "little")
+            handle.seek(size - 8 - footer_len)
+            footer = handle.read(footer_len)
+        return hashlib.sha256(size.to_bytes(8, "little") + footer).hexdigest()
+
+    def file_digest(self, path: str) -> str:
+        digest = hashlib.sha256()
+        with self.fs.open_input_stream(path) as stream:
+            while block := stream.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest()
 
     def write(self, asset: str, date: str, table: pa.Table, part: str = PART_NAME) -> str:
         """Write a whole table as the partition; returns the committed URI."""

@@ -17,7 +17,7 @@ import pyarrow as pa
 from batch_inference.lake import Lake
 from batch_inference.validation import validate_identifier, validate_partition_key
 
-VIEW_ASSETS = ("transactions", "features", "predictions", "quarantine")
+VIEW_ASSETS = ("transactions", "features", "predictions", "quarantine", "ledger")
 SERVING_TABLE = "serving_predictions"
 
 
@@ -51,11 +51,9 @@ def refresh_views(path: Path, lake: Lake) -> list[str]:
     created = []
     with connect(path) as con:
         for asset in VIEW_ASSETS:
-            pattern = f"{lake.root}/{validate_identifier(asset)}/date=*/*.parquet"
-            if not lake.dates(asset) and asset != "quarantine":
+            if not any(Path(lake.root, validate_identifier(asset)).glob("date=*/*.parquet")):
                 continue
-            if asset == "quarantine" and not list(Path(lake.root, asset).glob("date=*/*.parquet")):
-                continue
+            pattern = f"{lake.root}/{asset}/date=*/*.parquet"
             # The view name comes from VIEW_ASSETS and the path is quoted as a literal.
             sql = (f"CREATE OR REPLACE VIEW {asset} AS SELECT * FROM read_parquet("  # noqa: S608
                    f"{_literal(pattern)}, hive_partitioning = true, union_by_name = true)")

@@ -5,6 +5,7 @@ import time
 import dagster as dg
 
 from batch_inference.assets.checks import column_schema, quarantine_part
+from batch_inference.assets.errors import TRANSIENT_RETRIES, permanent_errors
 from batch_inference.assets.partitions import daily_partitions
 from batch_inference.ingest import read_landing_file, split_valid
 from batch_inference.quality.schemas import TransactionsSchema
@@ -18,6 +19,7 @@ from batch_inference.validation import validate_partition_key
     group_name="scoring",
     code_version="1",
     metadata=column_schema(TransactionsSchema),
+    retry_policy=TRANSIENT_RETRIES,
     description="One day of card transactions from landing/, typed; bad rows quarantined with a reason.",
 )
 def transactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
@@ -25,7 +27,8 @@ def transactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
     date = validate_partition_key(context.partition_key)
     fs, _ = lake.landing()
     path = lake.landing_path("transactions", date)
-    table = read_landing_file(fs, path)  # a bad file fails here, before anything is written
+    with permanent_errors():  # a bad file fails here, before anything is written, and is not retried
+        table = read_landing_file(fs, path)
     valid, rejected = split_valid(table, stage="transactions")
     store = lake.lake()
     uri = store.write("transactions", date, valid)
