@@ -53,8 +53,9 @@ def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         kwargs: dict = {"region": region}
         if endpoint:
-            kwargs["endpoint_override"] = endpoint
-            kwargs["scheme"] = urlparse(endpoint).scheme or "https"
+            url = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+            kwargs["endpoint_override"] = url.netloc
+            kwargs["scheme"] = url.scheme
         return pafs.S3FileSystem(**kwargs), f"{parsed.netloc}{parsed.path}".rstrip("/")
     if parsed.scheme not in ("", "file"):
         raise ValueError(f"unsupported lake URI {uri!r}: use a local path or s3://bucket/prefix")

@@ -72,6 +72,7 @@ def test_sigkill_mid_partition_then_resume_gives_identical_result(home, registry
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    _mark_killed_runs_failed(dagster_instance)
     committed = len(list(staging.glob("*/chunk-*.parquet")))
     assert lake.read("predictions", DAY).equals(reference)  # readers still see the previous version, whole
 
@@ -85,7 +86,18 @@ def test_sigkill_mid_partition_then_resume_gives_identical_result(home, registry
     assert_day_scored_once(home, DAY, registry.require_champion().version)
 
 
-def test_sigkill_during_commit_leaves_previous_partition(home, registry, big_day):
+def _mark_killed_runs_failed(instance) -> None:
+    """What an operator (or the daemon's run monitoring) does for a dead run: fail it, free its slots.
+
+    A SIGKILLed process cannot release the `gpu` pool slot its step held; until it is freed, the
+    next `predictions` step waits for the slot.
+    """
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        instance.report_run_failed(run)
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+
+
+def test_sigkill_during_commit_leaves_previous_partition(home, registry, big_day, dagster_instance):
     env = subprocess_env(home)
     lake = Lake(home.lake_uri)
     _finish(_materialize(env))
@@ -94,6 +106,7 @@ def test_sigkill_during_commit_leaves_previous_partition(home, registry, big_day
     crashed = _materialize({**env, "BATCH_INFERENCE_CRASH_AT": "commit"})
     crashed.communicate(timeout=300)
     assert crashed.returncode != 0
+    _mark_killed_runs_failed(dagster_instance)
     assert lake.read("predictions", DAY).equals(reference)
     visible = [p.name for p in Path(lake.partition_dir("predictions", DAY)).iterdir() if p.suffix == ".parquet"]
     assert visible == ["part-0.parquet"]  # a half-written file is never under a name readers glob

@@ -99,8 +99,8 @@ class ModelRegistry:
         found = self.client.get_experiment_by_name(EXPERIMENT)
         if found is not None:
             return found.experiment_id
-        location = None
-        if self.artifact_root:
+        location = None  # a tracking server chooses (and proxies) its own artifact store
+        if self.artifact_root and not self.tracking_uri.startswith(("http://", "https://")):
             location = self.artifact_root if "://" in self.artifact_root else Path(self.artifact_root).as_uri()
         return self.client.create_experiment(EXPERIMENT, artifact_location=location)
 
