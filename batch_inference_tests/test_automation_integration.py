@@ -42,8 +42,12 @@ def test_new_file_is_scored_and_promotion_rescores(home, registry, trained_small
         registry.set_champion(v2)
         wait_for(lambda: all(_versions(lake, d) == {v2} for d in days), 300, "re-scoring with the new champion")
         with dg.DagsterInstance.get() as instance:
-            runs = instance.get_runs(filters=dg.RunsFilter(tags={"batch_inference/trigger": "champion"}))
-            assert len(runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+            def finished_champion_runs():
+                runs = instance.get_runs(filters=dg.RunsFilter(tags={"batch_inference/trigger": "champion"}))
+                return runs if len(runs) == 2 and all(r.is_finished for r in runs) else None
+
+            runs = wait_for(finished_champion_runs, 120, "the re-scoring runs to finish")
+            assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [r.status for r in runs]
             assert sum("batch_inference/canary" in r.tags for r in runs) == 1
 
 
