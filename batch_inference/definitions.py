@@ -16,6 +16,7 @@ from batch_inference.resources import (
     AutomationResource,
     LakeResource,
     ModelRegistryResource,
+    ObservabilityResource,
     QualityResource,
     WarehouseResource,
 )
@@ -47,12 +48,14 @@ def build_resources(settings: Settings | None = None, env: str = "local") -> dic
                                                     model_name=dg.EnvVar("BATCH_INFERENCE_MODEL_NAME")),
             "quality": QualityResource(),
             "automation": AutomationResource(),
+            "observability": ObservabilityResource(pushgateway_url=os.environ.get("BATCH_INFERENCE_PUSHGATEWAY_URL", "")),
         }
     settings = settings or load_settings()
     return {
         "lake": LakeResource(lake_uri=settings.lake_uri, landing_uri=settings.landing_uri),
         "quality": QualityResource(),
         "automation": AutomationResource(),
+        "observability": ObservabilityResource(pushgateway_url=settings.pushgateway_url),
         "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
         "model_registry": ModelRegistryResource(
             tracking_uri=settings.mlflow_tracking_uri,

@@ -27,6 +27,7 @@ class Settings:
     mlflow_artifact_root: str
     model_name: str
     partitions_start: str
+    pushgateway_url: str
 
     @property
     def dagster_home(self) -> Path:
@@ -47,4 +48,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mlflow_artifact_root=env.get("BATCH_INFERENCE_MLFLOW_ARTIFACTS") or str(mlflow_dir / "artifacts"),
         model_name=env.get("BATCH_INFERENCE_MODEL_NAME") or DEFAULT_MODEL_NAME,
         partitions_start=env.get("BATCH_INFERENCE_PARTITIONS_START") or DEFAULT_PARTITIONS_START,
+        pushgateway_url=env.get("BATCH_INFERENCE_PUSHGATEWAY_URL") or "",
     )

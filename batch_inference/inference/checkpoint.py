@@ -65,8 +65,11 @@ def fingerprint(input_sha256: str, model_key: dict, features: tuple[str, ...], c
 
 def score_partition(engine: InferenceEngine, lake: Lake, date: str, provenance: Provenance, model_key: dict,
                     read_batch_rows: int, checkpoint_rows: int, source: str = "features",
-                    target: str = "predictions") -> CheckpointResult:
-    """Score `source/date` into `target/date` with checkpoints; returns what was done and reused."""
+                    target: str = "predictions", progress=None) -> CheckpointResult:
+    """Score `source/date` into `target/date` with checkpoints; returns what was done and reused.
+
+    `progress`, if given, is a `ProgressReporter`-like object with `advance(rows)`.
+    """
     input_sha = lake.footer_digest(source, date)
     staging_root = lake.staging_dir(target, date)
     staging = f"{staging_root}/{fingerprint(input_sha, model_key, engine.features, checkpoint_rows)}"
@@ -84,13 +87,16 @@ def score_partition(engine: InferenceEngine, lake: Lake, date: str, provenance: 
         if name in done and f"rejected-{index:05d}.parquet" in done:
             resumed_rows += rows
             resumed_chunks += 1
+            if progress is not None:
+                progress.advance(rows)
             continue
         rejected: list[RejectedRows] = []
         batches = (b for g in groups for b in source_file.iter_batches(
             batch_size=read_batch_rows, row_groups=[g], columns=columns, use_threads=True))
         with lake.atomic_writer(f"{staging}/rejected-{index:05d}.parquet", REJECTED_SCHEMA) as rej_writer, \
                 lake.atomic_writer(f"{staging}/{name}", OUTPUT_SCHEMA) as writer:
-            result = engine.run(batches, writer.write_batch, provenance, reject=rejected.append)
+            result = engine.run(batches, writer.write_batch, provenance, reject=rejected.append,
+                                on_batch=progress.advance if progress is not None else None)
             rej_writer.write_table(_rejected_table(rejected))
         _accumulate(total, result)
         crash_point(f"after-chunk-{index}")

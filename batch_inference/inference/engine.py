@@ -179,8 +179,12 @@ class InferenceEngine:
 
     def run(self, batches: Iterable[pa.RecordBatch], write: Callable[[pa.RecordBatch], None],
             provenance: Provenance,
-            reject: Callable[[RejectedRows], None] | None = None) -> EngineResult:
-        """Score every batch and pass output batches to `write` (called from one thread)."""
+            reject: Callable[[RejectedRows], None] | None = None,
+            on_batch: Callable[[int], None] | None = None) -> EngineResult:
+        """Score every batch and pass output batches to `write` (called from one thread).
+
+        `on_batch(rows)` is called after each scored batch (for progress reporting).
+        """
         result = EngineResult(device=str(self.device))
         started = time.perf_counter()
         inbox: queue.Queue = queue.Queue(self.config.queue_depth)
@@ -232,6 +236,8 @@ class InferenceEngine:
                 result.rows_in += len(finite)
                 result.rows_scored += len(scores)
                 put(outbox, self._output(record_ids, scores, provenance))
+                if on_batch is not None:
+                    on_batch(len(finite))
             finished = not stop.is_set()
         finally:
             if finished:

@@ -134,6 +134,9 @@ class ModelRegistry:
             )
         return ref
 
+    def experiment_of(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.experiment_id
+
     def version(self, version: str) -> ModelVersionRef:
         return self._ref(self.client.get_model_version(self.model_name, str(version)))
 
