@@ -45,3 +45,21 @@ def test_dagster_cli_materializes_and_rescores_a_day(home, landed, registry):
     assert second.select(["record_id", "score"]).equals(first.select(["record_id", "score"]))
     assert second.column("run_id")[0] != first.column("run_id")[0]  # really re-scored
     assert_day_scored_once(home, day, champion)
+
+
+@pytest.mark.parametrize("args", [[], ["-w", "workspace.yaml"], ["-m", "batch_inference.definitions"]])
+def test_code_location_loads_from_pyproject_workspace_and_module(home, args):
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([str(BIN / "dagster"), "definitions", "validate", *args], cwd=repo,
+                          env=subprocess_env(home), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "All code locations passed validation" in proc.stdout + proc.stderr
+
+
+def test_prod_environment_loads_with_the_k8s_executor(home):
+    env = {**subprocess_env(home), "BATCH_INFERENCE_ENV": "prod"}
+    code = ("from batch_inference.definitions import defs; "
+            "print(defs.resolve_job_def('score_day').executor_def.name)")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "k8s_job_executor"
