@@ -3,6 +3,7 @@
 import os
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from batch_inference.assets.checks import ALL_CHECKS
 from batch_inference.assets.features import features
@@ -49,6 +50,7 @@ def build_resources(settings: Settings | None = None, env: str = "local") -> dic
             "quality": QualityResource(),
             "automation": AutomationResource(),
             "observability": ObservabilityResource(pushgateway_url=os.environ.get("BATCH_INFERENCE_PUSHGATEWAY_URL", "")),
+            "s3": S3Resource(),  # credentials, region and endpoint from the standard AWS variables
         }
     settings = settings or load_settings()
     return {
@@ -56,6 +58,7 @@ def build_resources(settings: Settings | None = None, env: str = "local") -> dic
         "quality": QualityResource(),
         "automation": AutomationResource(),
         "observability": ObservabilityResource(pushgateway_url=settings.pushgateway_url),
+        "s3": S3Resource(),
         "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
         "model_registry": ModelRegistryResource(
             tracking_uri=settings.mlflow_tracking_uri,

@@ -1,13 +1,16 @@
 """Finding new or changed landing files (no Dagster import): the landing sensor's logic.
 
-The cursor remembers, per file name, its size, modification time and SHA-256; a file is hashed
-again only when its size or modification time changes, so a tick stays cheap over a year of files.
+The cursor remembers, per file name, its size, modification time and content digest; a local
+file is hashed again only when its size or modification time changes, so a tick stays cheap over
+a year of files. On S3 the object's ETag is the digest: nothing is downloaded to notice a change.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
@@ -19,12 +22,22 @@ class LandedFile:
     name: str
     entity: str
     date: str
-    sha256: str
+    digest: str
 
     @property
     def run_key(self) -> str:
         """Same name and same content: same key, so a re-delivered identical file starts nothing."""
-        return f"{self.name}:{self.sha256[:16]}"
+        return f"{self.name}:{self.digest[:16]}"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One file of the landing area: name, size, modification stamp, and how to get its digest."""
+
+    name: str
+    size: int
+    mtime: str
+    digest: Callable[[], str]
 
 
 @dataclass
@@ -42,18 +55,38 @@ def sha256_of(fs: pafs.FileSystem, path: str) -> str:
     return digest.hexdigest()
 
 
-def scan_landing(fs: pafs.FileSystem, root: str, cursor: dict[str, dict],
-                 is_valid_date=lambda date: True) -> ScanResult:
-    """Compare the landing folder with the cursor; return changed files, problems and the new cursor."""
+def list_filesystem(fs: pafs.FileSystem, root: str) -> list[Listing]:
+    """A local (or any pyarrow) folder; the digest is the SHA-256 of the content."""
     infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+    return [Listing(i.base_name, i.size, str(i.mtime_ns), lambda p=i.path: sha256_of(fs, p))
+            for i in infos if i.type == pafs.FileType.File]
+
+
+def list_s3(client, uri: str) -> list[Listing]:
+    """An S3 prefix through a boto3 client (dagster-aws's S3Resource); the digest is the ETag."""
+    parsed = urlparse(uri)
+    bucket, prefix = parsed.netloc, parsed.path.strip("/")
+    prefix = f"{prefix}/" if prefix else ""
+    found = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        for obj in page.get("Contents", []):
+            etag = obj["ETag"].strip('"')
+            found.append(Listing(obj["Key"][len(prefix):], obj["Size"], obj["LastModified"].isoformat(),
+                                 lambda e=etag: f"etag-{e}"))
+    return found
+
+
+def scan_landing(listings: Iterable[Listing], cursor: dict[str, dict],
+                 is_valid_date: Callable[[str], bool] = lambda date: True) -> ScanResult:
+    """Compare the landing area with the cursor; return changed files, problems and the new cursor."""
     new_cursor: dict[str, dict] = {}
     changed: list[LandedFile] = []
     skipped: list[tuple[str, str]] = []
-    for info in sorted(infos, key=lambda i: i.base_name):
-        name = info.base_name
-        if info.type != pafs.FileType.File or name.startswith(".") or name.endswith(".tmp"):
-            continue  # hidden or in-flight files are not deliveries yet
-        stamp = {"size": info.size, "mtime_ns": info.mtime_ns}
+    for item in sorted(listings, key=lambda i: i.name):
+        name = item.name
+        if not name or "/" in name or name.startswith(".") or name.endswith(".tmp"):
+            continue  # sub-prefixes, hidden or in-flight files are not deliveries
+        stamp = {"size": item.size, "mtime": item.mtime}
         seen = cursor.get(name, {})
         try:
             entity, date = parse_landing_name(name)
@@ -64,11 +97,11 @@ def scan_landing(fs: pafs.FileSystem, root: str, cursor: dict[str, dict],
             if seen.get("problem") != str(exc):
                 skipped.append((name, str(exc)))
             continue
-        if seen.get("size") == info.size and seen.get("mtime_ns") == info.mtime_ns and "sha256" in seen:
+        if seen.get("size") == item.size and seen.get("mtime") == item.mtime and "digest" in seen:
             new_cursor[name] = seen
             continue
-        digest = sha256_of(fs, info.path)
-        new_cursor[name] = {**stamp, "sha256": digest}
-        if seen.get("sha256") != digest:
+        digest = item.digest()
+        new_cursor[name] = {**stamp, "digest": digest}
+        if seen.get("digest") != digest:
             changed.append(LandedFile(name, entity, date, digest))
     return ScanResult(changed, skipped, new_cursor)

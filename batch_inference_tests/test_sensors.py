@@ -18,7 +18,8 @@ from batch_inference.lake import Lake
 
 def _landing(ctx_cursor, home, instance=None):
     resources = build_resources(home)
-    ctx = dg.build_sensor_context(cursor=ctx_cursor, instance=instance, resources={"lake": resources["lake"]})
+    ctx = dg.build_sensor_context(cursor=ctx_cursor, instance=instance,
+                                  resources={"lake": resources["lake"], "s3": resources["s3"]})
     return landing_sensor(ctx)
 
 
@@ -117,3 +118,39 @@ def test_champion_sensor_halts_when_canary_fails(home, registry, trained_small, 
 
 def test_no_champion_skips(home, instance):
     assert isinstance(_champion(None, home, instance), dg.SkipReason)
+
+
+@pytest.mark.integration
+def test_landing_sensor_on_s3_uses_etags(home, tmp_path, monkeypatch):
+    """With the landing area on S3 (moto over HTTP), the sensor lists through dagster-aws's S3Resource."""
+    import boto3
+    import pyarrow.parquet as pq
+
+    from batch_inference.generator import generate_transactions
+    from batch_inference_tests.services import moto_s3
+
+    with moto_s3(tmp_path, "landing-bucket") as aws:
+        for key, value in aws.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("BATCH_INFERENCE_LANDING_URI", "s3://landing-bucket/landing")
+        from batch_inference.settings import load_settings
+
+        settings = load_settings()
+        client = boto3.client("s3")
+
+        def put(date: str, rows: int) -> None:
+            path = tmp_path / f"transactions_{date}.parquet"
+            pq.write_table(generate_transactions(date, rows), path)
+            client.upload_file(str(path), "landing-bucket", f"landing/{path.name}")
+
+        put("2026-01-05", 50)
+        client.put_object(Bucket="landing-bucket", Key="landing/readme.txt", Body=b"not data")
+        first = _landing(None, settings)
+        assert [r.partition_key for r in first.run_requests] == ["2026-01-05"]
+        assert first.run_requests[0].run_key.startswith("transactions_2026-01-05.parquet:etag-")
+        assert "problem" in json.loads(first.cursor)["readme.txt"]
+        assert _landing(first.cursor, settings).run_requests == []
+        put("2026-01-05", 60)  # corrected delivery: new content, new ETag
+        again = _landing(first.cursor, settings)
+        assert [r.partition_key for r in again.run_requests] == ["2026-01-05"]
+        assert again.run_requests[0].run_key != first.run_requests[0].run_key

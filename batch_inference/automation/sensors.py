@@ -5,10 +5,11 @@ import json
 import os
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from batch_inference.assets.partitions import daily_partitions
 from batch_inference.jobs import daily_pipeline_job, score_job
-from batch_inference.landing_scan import scan_landing
+from batch_inference.landing_scan import list_filesystem, list_s3, scan_landing
 from batch_inference.rescoring import stale_partitions
 from batch_inference.resources import AutomationResource, LakeResource, ModelRegistryResource
 
@@ -27,10 +28,13 @@ def _partition_keys(now: dt.datetime | None = None) -> list[str]:
 @dg.sensor(job=daily_pipeline_job, default_status=DEFAULT_STATUS, minimum_interval_seconds=15,
            description="Starts land -> features -> score -> publish for each day whose landing file is new or "
            "changed; an identical re-delivery starts nothing.")
-def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
-    fs, root = lake.landing()
+def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, s3: S3Resource) -> dg.SensorResult:
+    if lake.landing_uri.startswith("s3://"):
+        listings = list_s3(s3.get_client(), lake.landing_uri)  # ETags: nothing is downloaded
+    else:
+        listings = list_filesystem(*lake.landing())
     valid = set(_partition_keys())
-    result = scan_landing(fs, root, json.loads(context.cursor or "{}"), is_valid_date=valid.__contains__)
+    result = scan_landing(listings, json.loads(context.cursor or "{}"), is_valid_date=valid.__contains__)
     for name, why in result.skipped:
         context.log.warning(f"skipping landing file {name!r}: {why}")
     requests = [
@@ -39,7 +43,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> d
         for f in result.changed if f.entity == "transactions"
     ]
     for f in result.changed:
-        context.log.info(f"{f.name} (sha256 {f.sha256[:12]}) -> run for partition {f.date}")
+        context.log.info(f"{f.name} (digest {f.digest[:18]}) -> run for partition {f.date}")
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(result.cursor, sort_keys=True))
 
 
