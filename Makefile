@@ -10,11 +10,11 @@ export BATCH_INFERENCE_HOME ?= $(CURDIR)/.batch_inference
 DEMO_DAYS ?= 7
 DEMO_ROWS_PER_DAY ?= 100000
 export DEMO_DAYS DEMO_ROWS_PER_DAY
-
-.PHONY: install demo dev test lint bench clean
 BENCH_HOME ?= $(CURDIR)/bench_home
 BENCH_ROWS ?= 4000000
 export BENCH_HOME BENCH_ROWS
+
+.PHONY: install demo dev test lint bench clean
 
 install: $(STAMP)
 
