@@ -45,6 +45,15 @@ class PartitionMissingError(FileNotFoundError):
     """The asked-for partition has never been committed."""
 
 
+def sha256_of(fs: pafs.FileSystem, path: str) -> str:
+    """SHA-256 of a file's content on any pyarrow filesystem, streamed."""
+    digest = hashlib.sha256()
+    with fs.open_input_stream(path) as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
     """Return a pyarrow filesystem and the path inside it for a local path or `s3://` URI."""
     parsed = urlparse(uri)
@@ -191,11 +200,7 @@ class Lake:
         return hashlib.sha256(size.to_bytes(8, "little") + footer).hexdigest()
 
     def file_digest(self, path: str) -> str:
-        digest = hashlib.sha256()
-        with self.fs.open_input_stream(path) as stream:
-            while block := stream.read(1 << 20):
-                digest.update(block)
-        return digest.hexdigest()
+        return sha256_of(self.fs, path)
 
     def write(self, asset: str, date: str, table: pa.Table, part: str = PART_NAME) -> str:
         """Write a whole table as the partition; returns the committed URI."""

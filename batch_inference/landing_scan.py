@@ -7,13 +7,13 @@ a year of files. On S3 the object's ETag is the digest: nothing is downloaded to
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from batch_inference.lake import sha256_of
 from batch_inference.validation import InvalidNameError, parse_landing_name
 
 
@@ -45,14 +45,6 @@ class ScanResult:
     changed: list[LandedFile]
     skipped: list[tuple[str, str]]  # (file name, why) newly seen problems
     cursor: dict[str, dict]
-
-
-def sha256_of(fs: pafs.FileSystem, path: str) -> str:
-    digest = hashlib.sha256()
-    with fs.open_input_stream(path) as stream:
-        while block := stream.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def list_filesystem(fs: pafs.FileSystem, root: str) -> list[Listing]:

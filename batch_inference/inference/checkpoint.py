@@ -24,6 +24,7 @@ from batch_inference.inference.engine import (
     InferenceEngine,
     Provenance,
     RejectedRows,
+    iter_batches,
 )
 from batch_inference.lake import Lake, crash_point
 
@@ -91,8 +92,7 @@ def score_partition(engine: InferenceEngine, lake: Lake, date: str, provenance: 
                 progress.advance(rows)
             continue
         rejected: list[RejectedRows] = []
-        batches = (b for g in groups for b in source_file.iter_batches(
-            batch_size=read_batch_rows, row_groups=[g], columns=columns, use_threads=True))
+        batches = iter_batches(source_file, read_batch_rows, columns, row_groups=groups)
         with lake.atomic_writer(f"{staging}/rejected-{index:05d}.parquet", REJECTED_SCHEMA) as rej_writer, \
                 lake.atomic_writer(f"{staging}/{name}", OUTPUT_SCHEMA) as writer:
             result = engine.run(batches, writer.write_batch, provenance, reject=rejected.append,

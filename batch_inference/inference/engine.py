@@ -281,12 +281,14 @@ class InferenceEngine:
         ], schema=OUTPUT_SCHEMA)
 
 
-def iter_batches(parquet_file, rows: int, columns: list[str]) -> Iterator[pa.RecordBatch]:
+def iter_batches(parquet_file, rows: int, columns: list[str],
+                 row_groups: Iterable[int] | None = None) -> Iterator[pa.RecordBatch]:
     """Record batches of at most `rows` rows from a pyarrow ParquetFile, one row group at a time.
 
     Reading row group by row group keeps memory bounded: asked for the whole file at once,
     pyarrow buffers every selected column chunk of every row group up front.
     """
-    for group in range(parquet_file.metadata.num_row_groups):
+    groups = range(parquet_file.metadata.num_row_groups) if row_groups is None else row_groups
+    for group in groups:
         yield from parquet_file.iter_batches(batch_size=rows, row_groups=[group], columns=columns,
                                              use_threads=True)
