@@ -6,31 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
+from batch_inference.pipelines import write_landing_file
 from batch_inference.settings import load_settings
 from batch_inference.validation import InvalidNameError, validate_partition_key
 
 
-def write_landing_file(date: str, rows: int, landing_dir: Path, *, corrupt_rate: float = 0.0,
-                       drift: float = 0.0, drop_column: str | None = None) -> Path:
-    """Generate one day of transactions into `landing_dir/transactions_<date>.parquet` atomically."""
-    import pyarrow.parquet as pq
-
-    from batch_inference.generator import generate_transactions
-
-    date = validate_partition_key(date)
-    table = generate_transactions(date, rows, corrupt_rate=corrupt_rate, drift=drift, drop_column=drop_column)
-    landing_dir.mkdir(parents=True, exist_ok=True)
-    final = landing_dir / f"transactions_{date}.parquet"
-    tmp = landing_dir / f".transactions_{date}.parquet.tmp"
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(final)
-    return final
-
-
 def _cmd_generate(args: argparse.Namespace) -> int:
     landing = Path(args.landing_dir) if args.landing_dir else Path(load_settings().landing_uri)
-    path = write_landing_file(args.date, args.rows, landing, corrupt_rate=args.corrupt_rate,
-                              drift=args.drift, drop_column=args.drop_column)
+    options = {"corrupt_rate": args.corrupt_rate, "drift": args.drift}
+    if args.drop_column:
+        options["drop_column"] = args.drop_column
+    path = write_landing_file(validate_partition_key(args.date), args.rows, landing, pipeline=args.pipeline,
+                              **options)
     print(path)
     return 0
 
@@ -38,9 +25,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batch-inference", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="write one day of synthetic transactions to landing/")
+    gen = sub.add_parser("generate", help="write one day of a pipeline's synthetic landing data to landing/")
+    gen.add_argument("--pipeline", default="card_fraud", help="which pipeline's generator (default card_fraud)")
     gen.add_argument("--date", required=True, help="the day, YYYY-MM-DD")
-    gen.add_argument("--rows", type=int, default=100_000, help="number of transactions (default 100000)")
+    gen.add_argument("--rows", type=int, default=100_000, help="number of rows (default 100000)")
     gen.add_argument("--landing-dir", help="default: $BATCH_INFERENCE_HOME/landing")
     gen.add_argument("--corrupt-rate", type=float, default=0.0, help="fraction of rows made bad on purpose")
     gen.add_argument("--drift", type=float, default=0.0, help="shift the distributions by this strength")

@@ -1,20 +1,19 @@
-"""The code location: assets, checks, jobs and resources, chosen by environment in one place."""
+"""The code location: every pipeline of the `defs/` folder, plus resources and executor by environment.
+
+`defs` is an `@dg.definitions` function (what `dagster dev`, `dg` and `dagster asset materialize -m
+batch_inference.definitions` load). Each pipeline is one `BatchScoring` instance in a
+`defs/<pipeline>/defs.yaml`; the resources and the executor are picked here, in one place.
+"""
+
+from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from batch_inference.assets.checks import ALL_CHECKS
-from batch_inference.assets.features import features
-from batch_inference.assets.ingest import transactions
-from batch_inference.assets.model import model
-from batch_inference.assets.predictions import predictions
-from batch_inference.assets.serving import serving_predictions
-from batch_inference.automation.sensors import ALL_SCHEDULES, ALL_SENSORS
-from batch_inference.jobs import ALL_JOBS
 from batch_inference.resources import (
-    AutomationResource,
     LakeResource,
     ModelRegistryResource,
     ObservabilityResource,
@@ -22,6 +21,8 @@ from batch_inference.resources import (
     WarehouseResource,
 )
 from batch_inference.settings import Settings, load_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def environment() -> str:
@@ -44,11 +45,9 @@ def build_resources(settings: Settings | None = None, env: str = "local") -> dic
         return {
             "lake": LakeResource(lake_uri=dg.EnvVar("BATCH_INFERENCE_LAKE_URI"),
                                  landing_uri=dg.EnvVar("BATCH_INFERENCE_LANDING_URI")),
-            "warehouse": WarehouseResource(path=dg.EnvVar("BATCH_INFERENCE_WAREHOUSE")),
-            "model_registry": ModelRegistryResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"),
-                                                    model_name=dg.EnvVar("BATCH_INFERENCE_MODEL_NAME")),
+            "warehouse": WarehouseResource(views_sql=dg.EnvVar("BATCH_INFERENCE_WAREHOUSE_SQL")),
+            "model_registry": ModelRegistryResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
             "quality": QualityResource(),
-            "automation": AutomationResource(),
             "observability": ObservabilityResource(pushgateway_url=os.environ.get("BATCH_INFERENCE_PUSHGATEWAY_URL", "")),
             "s3": S3Resource(),  # credentials, region and endpoint from the standard AWS variables
         }
@@ -56,15 +55,11 @@ def build_resources(settings: Settings | None = None, env: str = "local") -> dic
     return {
         "lake": LakeResource(lake_uri=settings.lake_uri, landing_uri=settings.landing_uri),
         "quality": QualityResource(),
-        "automation": AutomationResource(),
         "observability": ObservabilityResource(pushgateway_url=settings.pushgateway_url),
         "s3": S3Resource(),
-        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
-        "model_registry": ModelRegistryResource(
-            tracking_uri=settings.mlflow_tracking_uri,
-            model_name=settings.model_name,
-            artifact_root=settings.mlflow_artifact_root,
-        ),
+        "warehouse": WarehouseResource(views_sql=str(settings.warehouse_sql)),
+        "model_registry": ModelRegistryResource(tracking_uri=settings.mlflow_tracking_uri,
+                                                artifact_root=settings.mlflow_artifact_root),
     }
 
 
@@ -81,13 +76,15 @@ def build_executor(env: str = "local") -> dg.ExecutorDefinition:
                                        name="k8s_job_executor")
 
 
-ENV = environment()
-defs = dg.Definitions(
-    assets=[transactions, features, model, predictions, serving_predictions],
-    asset_checks=ALL_CHECKS,
-    jobs=ALL_JOBS,
-    sensors=ALL_SENSORS,
-    schedules=ALL_SCHEDULES,
-    resources=build_resources(env=ENV),
-    executor=build_executor(ENV),
-)
+def build_definitions(settings: Settings | None = None, env: str | None = None,
+                      project_root: Path = PROJECT_ROOT) -> dg.Definitions:
+    """Every pipeline under the project's defs folder, with the environment's resources and executor."""
+    env = env or environment()
+    pipelines = dg.load_from_defs_folder(path_within_project=project_root)
+    return dg.Definitions.merge(pipelines, dg.Definitions(resources=build_resources(settings, env),
+                                                          executor=build_executor(env)))
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

@@ -58,6 +58,16 @@ RUN_K8S_CONFIG: dict[str, Any] = _base({"requests": {"cpu": "250m", "memory": "1
                                         "limits": {"memory": "2Gi"}})
 
 
+def merge_k8s_config(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge a pipeline's `dagster-k8s/config` override into the default (dicts merge, the rest replaces)."""
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_k8s_config(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
 def step_job_manifests(defs, job_name: str, image: str, namespace: str = "dagster") -> dict[str, dict]:
     """The Job manifest dagster-k8s builds for each step of `job_name`, keyed by step key.
 

@@ -1,13 +1,13 @@
-"""Which prediction partitions were scored by a model version other than the champion."""
+"""Which output partitions were scored by a model version other than the champion."""
 
 from __future__ import annotations
 
 from batch_inference.lake import Lake
 
 
-def versions_in_partition(lake: Lake, date: str) -> set[str]:
+def versions_in_partition(lake: Lake, asset: str, date: str) -> set[str]:
     """The model versions that scored a committed predictions partition (footer statistics first)."""
-    pf = lake.parquet_file("predictions", date)
+    pf = lake.parquet_file(asset, date)
     index = pf.schema_arrow.get_field_index("model_version")
     versions: set[str] = set()
     for group in range(pf.metadata.num_row_groups):
@@ -18,7 +18,7 @@ def versions_in_partition(lake: Lake, date: str) -> set[str]:
     return versions
 
 
-def stale_partitions(lake: Lake, dates: list[str], champion_version: str) -> list[str]:
+def stale_partitions(lake: Lake, asset: str, dates: list[str], champion_version: str) -> list[str]:
     """Dates (of `dates`, in order) whose committed predictions include another model version."""
-    committed = set(lake.dates("predictions"))
-    return [d for d in dates if d in committed and versions_in_partition(lake, d) - {champion_version}]
+    committed = set(lake.dates(asset))
+    return [d for d in dates if d in committed and versions_in_partition(lake, asset, d) - {champion_version}]

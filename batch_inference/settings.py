@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOME = ".batch_inference"
-DEFAULT_MODEL_NAME = "transaction_risk"
-DEFAULT_PARTITIONS_START = "2025-01-01"
 
 
 @dataclass(frozen=True)
@@ -22,11 +20,10 @@ class Settings:
     home: Path
     lake_uri: str
     landing_uri: str
-    warehouse_path: Path
+    warehouse_sql: Path
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
-    model_name: str
-    partitions_start: str
+    partitions_start: str | None
     pushgateway_url: str
 
     @property
@@ -43,10 +40,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         home=home,
         lake_uri=env.get("BATCH_INFERENCE_LAKE_URI") or str(home / "lake"),
         landing_uri=env.get("BATCH_INFERENCE_LANDING_URI") or str(home / "landing"),
-        warehouse_path=Path(env.get("BATCH_INFERENCE_WAREHOUSE") or home / "warehouse.duckdb"),
+        warehouse_sql=Path(env.get("BATCH_INFERENCE_WAREHOUSE_SQL") or home / "warehouse.sql"),
         mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir / 'mlflow.db'}",
         mlflow_artifact_root=env.get("BATCH_INFERENCE_MLFLOW_ARTIFACTS") or str(mlflow_dir / "artifacts"),
-        model_name=env.get("BATCH_INFERENCE_MODEL_NAME") or DEFAULT_MODEL_NAME,
-        partitions_start=env.get("BATCH_INFERENCE_PARTITIONS_START") or DEFAULT_PARTITIONS_START,
+        partitions_start=env.get("BATCH_INFERENCE_PARTITIONS_START") or None,
         pushgateway_url=env.get("BATCH_INFERENCE_PUSHGATEWAY_URL") or "",
     )

@@ -19,7 +19,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch_inference.inference.engine import (
-    OUTPUT_SCHEMA,
     EngineResult,
     InferenceEngine,
     Provenance,
@@ -58,8 +57,8 @@ def plan_chunks(parquet_file: pq.ParquetFile, checkpoint_rows: int) -> list[list
     return chunks
 
 
-def fingerprint(input_sha256: str, model_key: dict, features: tuple[str, ...], checkpoint_rows: int) -> str:
-    payload = json.dumps({"input": input_sha256, "model": model_key, "features": list(features),
+def fingerprint(input_sha256: str, model_key: dict, adapter: str, checkpoint_rows: int) -> str:
+    payload = json.dumps({"input": input_sha256, "model": model_key, "adapter": adapter,
                           "checkpoint_rows": checkpoint_rows, "format": FORMAT_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
@@ -73,13 +72,13 @@ def score_partition(engine: InferenceEngine, lake: Lake, date: str, provenance: 
     """
     input_sha = lake.footer_digest(source, date)
     staging_root = lake.staging_dir(target, date)
-    staging = f"{staging_root}/{fingerprint(input_sha, model_key, engine.features, checkpoint_rows)}"
+    staging = f"{staging_root}/{fingerprint(input_sha, model_key, engine.adapter.fingerprint(), checkpoint_rows)}"
     for other in set(lake.list_dirs(staging_root)) - {staging.rsplit("/", 1)[-1]}:
         lake.delete_dir(f"{staging_root}/{other}")  # another input or model: start fresh
     done = set(lake.list_files(staging))
     source_file = lake.parquet_file(source, date)
     chunks = plan_chunks(source_file, checkpoint_rows)
-    columns = ["record_id", *engine.features]
+    columns = ["record_id", *engine.columns]
     total = EngineResult(device=str(engine.device))
     resumed_rows = resumed_chunks = 0
     for index, groups in enumerate(chunks):
@@ -94,20 +93,20 @@ def score_partition(engine: InferenceEngine, lake: Lake, date: str, provenance: 
         rejected: list[RejectedRows] = []
         batches = iter_batches(source_file, read_batch_rows, columns, row_groups=groups)
         with lake.atomic_writer(f"{staging}/rejected-{index:05d}.parquet", REJECTED_SCHEMA) as rej_writer, \
-                lake.atomic_writer(f"{staging}/{name}", OUTPUT_SCHEMA) as writer:
+                lake.atomic_writer(f"{staging}/{name}", engine.output_schema) as writer:
             result = engine.run(batches, writer.write_batch, provenance, reject=rejected.append,
                                 on_batch=progress.advance if progress is not None else None)
             rej_writer.write_table(_rejected_table(rejected))
-        _accumulate(total, result)
+        total.add(result)
         crash_point(f"after-chunk-{index}")
-    rejected_all = _assemble(lake, staging, len(chunks), target, date, provenance.run_id,
+    rejected_all = _assemble(lake, staging, len(chunks), target, date, provenance.run_id, engine.output_schema,
                              rename_ok=resumed_chunks == 0)
     lake.delete_dir(staging_root)
     return CheckpointResult(total, resumed_rows, len(chunks), resumed_chunks, input_sha, rejected_all)
 
 
 def _assemble(lake: Lake, staging: str, count: int, target: str, date: str, run_id: str,
-              rename_ok: bool) -> pa.Table:
+              schema: pa.Schema, rename_ok: bool) -> pa.Table:
     """Commit the partition from its chunks in one atomic step; return the rejected rows.
 
     Every row of the committed partition carries the run id of the run that committed it (the
@@ -117,7 +116,7 @@ def _assemble(lake: Lake, staging: str, count: int, target: str, date: str, run_
         lake.fs.create_dir(lake.partition_dir(target, date), recursive=True)
         lake.commit_file(f"{staging}/chunk-00000.parquet", lake.partition_file(target, date))
     else:
-        _concatenate(lake, staging, count, target, date, run_id)
+        _concatenate(lake, staging, count, target, date, run_id, schema)
     rejected = []
     for index in range(count):
         with lake.fs.open_input_file(f"{staging}/rejected-{index:05d}.parquet") as handle:
@@ -125,9 +124,10 @@ def _assemble(lake: Lake, staging: str, count: int, target: str, date: str, run_
     return pa.concat_tables(rejected) if rejected else REJECTED_SCHEMA.empty_table()
 
 
-def _concatenate(lake: Lake, staging: str, count: int, target: str, date: str, run_id: str) -> None:
-    run_column = OUTPUT_SCHEMA.get_field_index("run_id")
-    with lake.writer(target, date, OUTPUT_SCHEMA) as writer:
+def _concatenate(lake: Lake, staging: str, count: int, target: str, date: str, run_id: str,
+                 schema: pa.Schema) -> None:
+    run_column = schema.get_field_index("run_id")
+    with lake.writer(target, date, schema) as writer:
         for index in range(count):
             with lake.fs.open_input_file(f"{staging}/chunk-{index:05d}.parquet") as handle:
                 for batch in pq.ParquetFile(handle).iter_batches(batch_size=65_536):
@@ -140,11 +140,3 @@ def _rejected_table(rejected: list[RejectedRows]) -> pa.Table:
         "record_id": pa.array([r for chunk in rejected for r in chunk.record_ids], pa.string()),
         "reason": pa.array([r for chunk in rejected for r in chunk.reasons], pa.string()),
     }, schema=REJECTED_SCHEMA)
-
-
-def _accumulate(total: EngineResult, part: EngineResult) -> None:
-    total.rows_in += part.rows_in
-    total.rows_scored += part.rows_scored
-    total.rows_rejected += part.rows_rejected
-    total.seconds += part.seconds
-    total.batch_latencies_ms.extend(part.batch_latencies_ms)

@@ -1,8 +1,9 @@
 """The batch inference engine: stream Parquet record batches through a torch model and out.
 
-No Dagster here. Reading, compute and writing overlap: a reader thread decodes record batches
-and stacks feature columns into float32 matrices, the calling thread runs the forward pass
-(torch and pyarrow both release the GIL), and a writer thread encodes and writes results.
+No Dagster here, and no example names: what the rows mean is the plug-ins' business. An
+*input adapter* turns each record batch into forward chunks (in the reader thread), the calling
+thread runs the model and the *output head* on the device (torch and pyarrow both release the
+GIL), and a writer thread builds and writes the output batches with their provenance columns.
 Memory is bounded by the queue depth, not by the partition size.
 """
 
@@ -17,21 +18,27 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import torch
 
-OUTPUT_SCHEMA = pa.schema([
-    ("record_id", pa.string()),
-    ("score", pa.float32()),
-    ("model_name", pa.string()),
-    ("model_version", pa.string()),
-    ("scored_at", pa.timestamp("us", tz="UTC")),
-    ("run_id", pa.string()),
-])
+from batch_inference.plugins.protocols import InputAdapter, OutputHead, Prepared
+
+PROVENANCE_FIELDS = [
+    pa.field("model_name", pa.string()),
+    pa.field("model_version", pa.string()),
+    pa.field("scored_at", pa.timestamp("us", tz="UTC")),
+    pa.field("run_id", pa.string()),
+]
 
 _SENTINEL = object()
+
+
+def output_schema(head: OutputHead) -> pa.Schema:
+    """`record_id`, the head's columns, then the provenance columns."""
+    return pa.schema([pa.field("record_id", pa.string()), *head.fields(), *PROVENANCE_FIELDS])
 
 
 @dataclass
@@ -44,6 +51,7 @@ class EngineConfig:
     num_threads: int | None = None
     queue_depth: int = 3
     autocast_bf16: bool = True
+    min_forward_rows: int = 16  # OOM back-off stops here
 
 
 @dataclass
@@ -56,7 +64,7 @@ class Provenance:
 
 @dataclass
 class RejectedRows:
-    """Rows the engine could not score (non-finite features), with the reason."""
+    """Rows the adapter refused (a null text, a non-finite feature), with the reason."""
 
     record_ids: list[str]
     reasons: list[str]
@@ -68,12 +76,25 @@ class EngineResult:
     rows_scored: int = 0
     rows_rejected: int = 0
     seconds: float = 0.0
+    forward_seconds: float = 0.0
     device: str = "cpu"
     batch_latencies_ms: list[float] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_per_second(self) -> float:
         return self.rows_in / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, other: EngineResult) -> None:
+        """Accumulate another result (one checkpoint chunk) into this one."""
+        self.rows_in += other.rows_in
+        self.rows_scored += other.rows_scored
+        self.rows_rejected += other.rows_rejected
+        self.seconds += other.seconds
+        self.forward_seconds += other.forward_seconds
+        self.batch_latencies_ms.extend(other.batch_latencies_ms)
+        for key, value in other.stats.items():
+            self.stats[key] = self.stats.get(key, 0) + value
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -96,15 +117,36 @@ def keep_allocations_mapped(threshold_bytes: int = 64 << 20) -> None:
     libc.mallopt(m_trim_threshold, threshold_bytes * 2)
 
 
-def feature_matrix(batch: pa.RecordBatch, features: tuple[str, ...]) -> np.ndarray:
-    """Columns to a (rows x features) float32 matrix without pandas (vstack, then transpose)."""
-    cols = []
-    for name in features:
-        column = batch.column(name)
-        if column.null_count:
-            column = column.fill_null(float("nan"))
-        cols.append(column.to_numpy(zero_copy_only=False))
-    return np.vstack(cols).astype(np.float32, copy=False).T
+def _as_tensor(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, dict):
+        return {k: _as_tensor(v) for k, v in value.items()}
+    return value
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        if device.type == "cpu":
+            return value
+        return value.pin_memory().to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def _rows_of(chunk: Any) -> int:
+    if isinstance(chunk, dict):
+        return len(next(iter(chunk.values())))
+    return len(chunk)
+
+
+def _halves(chunk: Any) -> tuple[Any, Any]:
+    """Split a forward chunk (tensor or dict of tensors) in two along the rows."""
+    mid = _rows_of(chunk) // 2
+    if isinstance(chunk, dict):
+        return {k: v[:mid] for k, v in chunk.items()}, {k: v[mid:] for k, v in chunk.items()}
+    return chunk[:mid], chunk[mid:]
 
 
 class _Worker(threading.Thread):
@@ -125,55 +167,55 @@ class _Worker(threading.Thread):
 
 
 class InferenceEngine:
-    """Scores record batches with a model that maps a float32 matrix to logits."""
+    """Scores record batches: adapter -> model -> head, with provenance on every output row."""
 
-    def __init__(self, model: torch.nn.Module, features: tuple[str, ...],
-                 config: EngineConfig | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, adapter: InputAdapter, head: OutputHead,
+                 config: EngineConfig | None = None, fold: bool = True) -> None:
         self.config = config or EngineConfig()
         self.device = resolve_device(self.config.device)
-        self.features = tuple(features)
+        self.adapter, self.head = adapter, head
+        self.output_schema = output_schema(head)
         if self.device.type == "cpu":
             keep_allocations_mapped()
             torch.set_num_threads(self.config.num_threads or max(1, os.cpu_count() or 1))
         # A private copy: folding and moving to the device never touch the caller's (cached) model.
         self.model = copy.deepcopy(model).to(self.device).eval()
-        if hasattr(self.model, "fold_normalization"):
+        if fold and hasattr(self.model, "fold_normalization"):
             self.model.fold_normalization()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Input columns the engine reads (besides `record_id`)."""
+        return tuple(self.adapter.columns)
 
     # -- compute ------------------------------------------------------------------------------
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities for one matrix, in `forward_rows` slices; backs off on CUDA OOM."""
-        out = np.empty(len(x), dtype=np.float32)
-        if self.device.type == "cpu":
-            xt = torch.from_numpy(x)
-            step = self.config.forward_rows
-            with torch.inference_mode():
-                for start in range(0, len(x), step):
-                    logits = self.model(xt[start:start + step])
-                    out[start:start + step] = torch.sigmoid(logits).numpy()
-            return out
-        return self._forward_cuda(x, out)
+    def forward(self, prepared: Prepared) -> np.ndarray:
+        """Head output for every kept row of a prepared batch, in the kept rows' input order."""
+        parts = [self._forward_chunk(_as_tensor(chunk)) for chunk in prepared.chunks]
+        values = np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+        if prepared.order is not None and len(values):
+            restored = np.empty_like(values)
+            restored[prepared.order] = values
+            values = restored
+        return values
 
-    def _forward_cuda(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-        host = torch.from_numpy(np.ascontiguousarray(x)).pin_memory()
-        start = 0
-        while start < len(x):
-            step = self.config.forward_rows
-            try:
-                with torch.inference_mode(), torch.autocast(
-                    "cuda", dtype=torch.bfloat16, enabled=self.config.autocast_bf16
-                ):
-                    chunk = host[start:start + step].to(self.device, non_blocking=True)
-                    probs = torch.sigmoid(self.model(chunk).float())
-                out[start:start + step] = probs.cpu().numpy()
-                start += step
-            except torch.cuda.OutOfMemoryError:
-                torch.cuda.empty_cache()
-                if step <= 1024:
-                    raise
-                self.config.forward_rows = step // 2
-        return out
+    def _forward_chunk(self, chunk: Any) -> np.ndarray:
+        if self.device.type == "cpu":
+            with torch.inference_mode():
+                return self.head.transform(self.model(chunk)).numpy()
+        try:
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
+                                                        enabled=self.config.autocast_bf16):
+                out = self.head.transform(self.model(_to_device(chunk, self.device)).float())
+            return out.float().cpu().numpy()
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            if _rows_of(chunk) <= self.config.min_forward_rows:
+                raise
+            self.config.forward_rows = max(self.config.min_forward_rows, self.config.forward_rows // 2)
+            first, second = _halves(chunk)
+            return np.concatenate([self._forward_chunk(first), self._forward_chunk(second)])
 
     # -- pipeline -----------------------------------------------------------------------------
 
@@ -183,6 +225,7 @@ class InferenceEngine:
             on_batch: Callable[[int], None] | None = None) -> EngineResult:
         """Score every batch and pass output batches to `write` (called from one thread).
 
+        `reject` receives the rows the adapter refused (without it, such a row is an error);
         `on_batch(rows)` is called after each scored batch (for progress reporting).
         """
         result = EngineResult(device=str(self.device))
@@ -210,14 +253,14 @@ class InferenceEngine:
 
         def read() -> None:
             for batch in batches:
-                if batch.num_rows and not put(inbox, (batch.column("record_id"),
-                                                      feature_matrix(batch, self.features))):
+                if batch.num_rows and not put(inbox, (batch.num_rows,
+                                                      self.adapter.prepare(batch, self.config.forward_rows))):
                     return
             put(inbox, _SENTINEL)
 
         def write_loop() -> None:
             while (item := get(outbox)) is not _SENTINEL:
-                write(item)
+                write(self._output(*item, provenance))
 
         reader = _Worker(read, "bi-reader", stop)
         writer = _Worker(write_loop, "bi-writer", stop)
@@ -226,18 +269,25 @@ class InferenceEngine:
         finished = False
         try:
             while not stop.is_set() and (item := get(inbox)) is not _SENTINEL:
-                record_ids, x = item
+                rows, prepared = item
+                if prepared.rejected_ids:
+                    if reject is None:
+                        raise ValueError(f"{len(prepared.rejected_ids)} row(s) refused, e.g. record_id "
+                                         f"{prepared.rejected_ids[0]}: {prepared.rejected_reasons[0]}")
+                    reject(RejectedRows(list(prepared.rejected_ids), list(prepared.rejected_reasons)))
                 t0 = time.perf_counter()
-                finite = np.isfinite(x).all(axis=1)
-                if not finite.all():
-                    record_ids, x = self._reject(record_ids, x, finite, reject, result)
-                scores = self._forward(x) if len(x) else np.zeros(0, np.float32)
-                result.batch_latencies_ms.append((time.perf_counter() - t0) * 1000)
-                result.rows_in += len(finite)
-                result.rows_scored += len(scores)
-                put(outbox, self._output(record_ids, scores, provenance))
+                values = self.forward(prepared)
+                elapsed = time.perf_counter() - t0
+                result.forward_seconds += elapsed
+                result.batch_latencies_ms.append(elapsed * 1000)
+                result.rows_in += rows
+                result.rows_scored += prepared.rows
+                result.rows_rejected += len(prepared.rejected_ids)
+                for key, value in prepared.stats.items():
+                    result.stats[key] = result.stats.get(key, 0) + int(value)
+                put(outbox, (prepared.record_ids, values))
                 if on_batch is not None:
-                    on_batch(len(finite))
+                    on_batch(rows)
             finished = not stop.is_set()
         finally:
             if finished:
@@ -252,33 +302,17 @@ class InferenceEngine:
         result.seconds = time.perf_counter() - started
         return result
 
-    def _reject(self, record_ids: pa.Array, x: np.ndarray, finite: np.ndarray,
-                reject: Callable[[RejectedRows], None] | None,
-                result: EngineResult) -> tuple[pa.Array, np.ndarray]:
-        bad = np.flatnonzero(~finite)
-        reasons = []
-        for row in bad:
-            names = [self.features[i] for i in np.flatnonzero(~np.isfinite(x[row]))]
-            reasons.append(f"non-finite feature(s): {', '.join(names)}")
-        if reject is None:
-            raise ValueError(f"{len(bad)} row(s) with non-finite features, e.g. record_id "
-                             f"{record_ids[int(bad[0])]}: {reasons[0]}")
-        reject(RejectedRows(record_ids.take(pa.array(bad)).to_pylist(), reasons))
-        result.rows_rejected += len(bad)
-        keep = pa.array(finite)
-        return record_ids.filter(keep), np.ascontiguousarray(x[finite])
-
-    @staticmethod
-    def _output(record_ids: pa.Array, scores: np.ndarray, provenance: Provenance) -> pa.RecordBatch:
-        n = len(scores)
+    def _output(self, record_ids: pa.Array, values: np.ndarray, provenance: Provenance) -> pa.RecordBatch:
+        n = len(record_ids)
+        columns = self.head.to_columns(values) if n else [pa.array([], f.type) for f in self.head.fields()]
         return pa.record_batch([
             record_ids.cast(pa.string()),
-            pa.array(scores, pa.float32()),
+            *columns,
             pa.repeat(pa.scalar(provenance.model_name, pa.string()), n),
             pa.repeat(pa.scalar(provenance.model_version, pa.string()), n),
             pa.repeat(pa.scalar(provenance.scored_at, pa.timestamp("us", tz="UTC")), n),
             pa.repeat(pa.scalar(provenance.run_id, pa.string()), n),
-        ], schema=OUTPUT_SCHEMA)
+        ], schema=self.output_schema)
 
 
 def iter_batches(parquet_file, rows: int, columns: list[str],

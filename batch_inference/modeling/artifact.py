@@ -1,37 +1,19 @@
-"""The model artifact's format, without importing torch: file names, config and digests."""
+"""Model artifacts without torch: the file manifest (name -> SHA-256) every version carries."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import re
 from pathlib import Path
 
-MODEL_FORMAT = "batch_inference.mlp.v1"
-WEIGHTS_FILE = "weights.safetensors"
+REFERENCE_FILE = "reference.json"
 CONFIG_FILE = "config.json"
+_FILE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,120}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,120}){0,3}$")
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild the network from code: no code is stored with the weights."""
-
-    features: tuple[str, ...]
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    format: str = MODEL_FORMAT
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> ModelConfig:
-        data = json.loads(text)
-        if data.get("format") != MODEL_FORMAT:
-            raise ValueError(f"unsupported model format {data.get('format')!r}, expected {MODEL_FORMAT!r}")
-        return cls(
-            features=tuple(str(f) for f in data["features"]),
-            hidden_sizes=tuple(int(h) for h in data["hidden_sizes"]),
-        )
+class CorruptArtifactError(ValueError):
+    """A version whose digests match but whose files do not parse: a permanent error."""
 
 
 def sha256_file(path: Path) -> str:
@@ -40,3 +22,26 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def valid_file_name(name: str) -> str:
+    """A relative artifact file name without `..`, absolute paths or odd characters."""
+    if not isinstance(name, str) or not _FILE_RE.fullmatch(name) or ".." in name.split("/"):
+        raise ValueError(f"invalid artifact file name {name!r}")
+    return name
+
+
+def manifest(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file under `directory`, by relative name (symlinks refused)."""
+    files = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_symlink():
+            raise ValueError(f"artifact {path} is a symlink; refusing to register it")
+        if path.is_file():
+            files[valid_file_name(path.relative_to(directory).as_posix())] = sha256_file(path)
+    return files
+
+
+def manifest_digest(files: dict[str, str]) -> str:
+    """One digest for a whole version: SHA-256 of its sorted manifest."""
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()

@@ -1,8 +1,9 @@
-"""The MLflow model registry as the project uses it: register, promote `champion`, load safely.
+"""The MLflow model registry as the platform uses it: register, move an alias, load safely.
 
-Versions carry tags that make them verifiable: the format, the SHA-256 of the weights and of
-the config. Loading checks the format tag before downloading anything, and the digests before
-deserialising anything; weights are safetensors, so no code can run on load.
+Every version carries two tags: its format (which loader may read it) and a manifest with the
+SHA-256 of every file (weights, config, tokenizer files, the drift reference). Loading checks the
+format tag before downloading anything, and every digest before any file is read; the format's
+loader never runs code from the artifact (safetensors, JSON, tokenizer files).
 """
 
 from __future__ import annotations
@@ -10,36 +11,34 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from batch_inference.modeling.artifact import (
-    CONFIG_FILE,
-    MODEL_FORMAT,
-    WEIGHTS_FILE,
-    ModelConfig,
+    REFERENCE_FILE,
+    CorruptArtifactError,
+    manifest,
+    manifest_digest,
     sha256_file,
+    valid_file_name,
 )
 
-if TYPE_CHECKING:  # torch and mlflow are imported only where a model is trained, saved or loaded
+if TYPE_CHECKING:  # mlflow is imported only where a model is registered or loaded
     from mlflow import MlflowClient
 
-    from batch_inference.modeling.network import RiskMLP
-    from batch_inference.modeling.training import TrainedModel
+    from batch_inference.plugins.protocols import LoadedArtifact, ModelFormat, TrainedArtifact
 
-CHAMPION = "champion"
+DEFAULT_ALIAS = "champion"
 EXPERIMENT = "batch_inference"
 ARTIFACT_PATH = "model"
-REFERENCE_FILE = "reference.json"
 TAG_FORMAT = "batch_inference.format"
-TAG_WEIGHTS = "batch_inference.weights_sha256"
-TAG_CONFIG = "batch_inference.config_sha256"
+TAG_FILES = "batch_inference.files"
 
 # Our processes never need pickle deserialisation from MLflow.
 os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
 
 _LOADED: dict[tuple, LoadedModel] = {}
 
@@ -49,7 +48,7 @@ class ModelRegistryError(RuntimeError):
 
 
 class UntrustedModelError(ModelRegistryError):
-    """A version that is not in the project's safe format or whose digest does not match."""
+    """A version not in a known safe format, or whose files do not match their digests."""
 
 
 @dataclass(frozen=True)
@@ -60,29 +59,53 @@ class ModelVersionRef:
     version: str
     run_id: str
     format: str | None
-    weights_sha256: str | None
-    config_sha256: str | None
+    files: Mapping[str, str]
 
     @property
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
 
+    @property
+    def artifact_sha256(self) -> str:
+        """One digest over every file of the version (what the ledger records)."""
+        return manifest_digest(dict(self.files)) if self.files else ""
+
 
 @dataclass
 class LoadedModel:
     ref: ModelVersionRef
-    model: RiskMLP
-    config: ModelConfig
+    artifact: LoadedArtifact
     reference: dict
+
+    @property
+    def model(self) -> Any:
+        return self.artifact.module
+
+    @property
+    def config(self) -> dict:
+        return self.artifact.config
+
+
+def _parse_files(tag: str | None) -> dict[str, str]:
+    if not tag:
+        return {}
+    try:
+        files = json.loads(tag)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
 
 
 class ModelRegistry:
-    """Thin wrapper over MlflowClient for one registered model name."""
+    """Thin wrapper over MlflowClient for one registered model name and its alias."""
 
-    def __init__(self, tracking_uri: str, model_name: str, artifact_root: str | None = None) -> None:
+    def __init__(self, tracking_uri: str, model_name: str, artifact_root: str | None = None,
+                 formats: Mapping[str, ModelFormat] | None = None, alias: str = DEFAULT_ALIAS) -> None:
         self.tracking_uri = tracking_uri
         self.model_name = model_name
         self.artifact_root = artifact_root
+        self.formats = dict(formats or {})
+        self.alias = alias
         self._client: MlflowClient | None = None
 
     @property
@@ -108,18 +131,15 @@ class ModelRegistry:
 
     def _ref(self, mv) -> ModelVersionRef:
         tags = mv.tags or {}
-        return ModelVersionRef(
-            name=mv.name, version=str(mv.version), run_id=mv.run_id or "",
-            format=tags.get(TAG_FORMAT), weights_sha256=tags.get(TAG_WEIGHTS),
-            config_sha256=tags.get(TAG_CONFIG),
-        )
+        return ModelVersionRef(name=mv.name, version=str(mv.version), run_id=mv.run_id or "",
+                               format=tags.get(TAG_FORMAT), files=_parse_files(tags.get(TAG_FILES)))
 
     def champion(self) -> ModelVersionRef | None:
-        """The version the `champion` alias names, or None if there is none."""
+        """The version the alias names, or None if there is none."""
         from mlflow.exceptions import MlflowException
 
         try:
-            return self._ref(self.client.get_model_version_by_alias(self.model_name, CHAMPION))
+            return self._ref(self.client.get_model_version_by_alias(self.model_name, self.alias))
         except MlflowException as exc:
             if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
                 return None
@@ -129,8 +149,8 @@ class ModelRegistry:
         ref = self.champion()
         if ref is None:
             raise ModelRegistryError(
-                f"no '{CHAMPION}' alias on registered model {self.model_name!r} at {self.tracking_uri}: "
-                "materialize the `model` asset first"
+                f"no '{self.alias}' alias on registered model {self.model_name!r} at {self.tracking_uri}: "
+                "materialize the pipeline's `model` asset first (or register a version and set the alias)"
             )
         return ref
 
@@ -141,30 +161,34 @@ class ModelRegistry:
         return self._ref(self.client.get_model_version(self.model_name, str(version)))
 
     def load(self, ref: ModelVersionRef) -> LoadedModel:
-        """Download, verify digests, and load a version; refuse anything not in our format.
+        """Download, verify every file's digest, and load a version; refuse anything else.
 
         A verified version is kept for the life of the process (keyed by its digests), so the
         steps of one run resolve and load it once.
         """
-        key = (self.tracking_uri, ref.name, ref.version, ref.format, ref.weights_sha256, ref.config_sha256)
+        key = (self.tracking_uri, ref.name, ref.version, ref.format, ref.artifact_sha256)
         if key not in _LOADED:
-            _LOADED.clear()  # one model at a time is plenty for a run
+            if len(_LOADED) >= 2:
+                _LOADED.clear()  # a run needs one model, a champion comparison two
             _LOADED[key] = self._load(ref)
         return _LOADED[key]
 
     def _load(self, ref: ModelVersionRef) -> LoadedModel:
-        if ref.format != MODEL_FORMAT:
+        fmt = self.formats.get(ref.format or "")
+        if fmt is None:
             raise UntrustedModelError(
-                f"model {ref.uri} is not in the project's format (tag {TAG_FORMAT}={ref.format!r}, "
-                f"expected {MODEL_FORMAT!r}); refusing to load it, nothing in it was deserialised"
+                f"model {ref.uri} is not in a format this pipeline loads (tag {TAG_FORMAT}={ref.format!r}, "
+                f"expected one of {sorted(self.formats)}); refusing to load it, nothing in it was read"
             )
-        if not (ref.weights_sha256 and ref.config_sha256 and ref.run_id):
-            raise UntrustedModelError(f"model {ref.uri} has no recorded artifact digests; refusing to load it")
+        if not ref.files or not ref.run_id:
+            raise UntrustedModelError(f"model {ref.uri} has no recorded file digests; refusing to load it")
+        if REFERENCE_FILE not in ref.files:
+            raise UntrustedModelError(f"model {ref.uri} has no digest-verified {REFERENCE_FILE} (drift reference)")
         with tempfile.TemporaryDirectory(prefix="bi-model-") as tmp:
             local = Path(self.client.download_artifacts(ref.run_id, ARTIFACT_PATH, tmp))
-            for name, expected in ((WEIGHTS_FILE, ref.weights_sha256), (CONFIG_FILE, ref.config_sha256)):
-                path = local / name
-                if not path.is_file():
+            for name, expected in sorted(ref.files.items()):
+                path = local / valid_file_name(name)
+                if path.is_symlink() or not path.is_file():
                     raise UntrustedModelError(f"model {ref.uri}: artifact {name} is missing")
                 found = sha256_file(path)
                 if found != expected:
@@ -172,33 +196,37 @@ class ModelRegistry:
                         f"model {ref.uri}: SHA-256 mismatch for {name}: expected {expected}, found {found}; "
                         "the artifact was modified after registration, refusing to load it"
                     )
-            from batch_inference.modeling.network import load_model
-
-            model, config = load_model(local)
-            reference_path = local / REFERENCE_FILE
-            reference = json.loads(reference_path.read_text()) if reference_path.is_file() else {}
-        return LoadedModel(ref, model, config, reference)
+            try:
+                reference = json.loads((local / REFERENCE_FILE).read_text())
+                if not isinstance(reference, dict):
+                    raise ValueError("the drift reference is not a JSON object")
+                artifact = fmt.load(local, dict(ref.files))
+            except Exception as exc:  # the digests matched, so any failure here is a corrupt version
+                raise CorruptArtifactError(
+                    f"model {ref.uri}: the files match their digests but do not load ({type(exc).__name__}: "
+                    f"{exc}); the version is corrupt, re-register it") from exc
+        return LoadedModel(ref, artifact, reference)
 
     # --- writing -----------------------------------------------------------------------------
 
-    def register(self, trained: TrainedModel, params: dict | None = None) -> ModelVersionRef:
-        """Log the trained model as an MLflow run and register it as a new version."""
+    def register(self, artifact: TrainedArtifact) -> ModelVersionRef:
+        """Log the artifact's files as an MLflow run and register them as a new version."""
         from mlflow.exceptions import MlflowException
 
-        run = self.client.create_run(self._experiment_id(), run_name=f"train-{self.model_name}")
+        if artifact.format not in self.formats:
+            raise ModelRegistryError(f"format {artifact.format!r} has no loader in this pipeline")
+        if not (artifact.directory / REFERENCE_FILE).is_file():
+            raise ModelRegistryError(f"{artifact.directory} has no {REFERENCE_FILE}: every version needs "
+                                     "the drift reference of its training data")
+        files = manifest(artifact.directory)
+        run = self.client.create_run(self._experiment_id(), run_name=f"register-{self.model_name}")
         run_id = run.info.run_id
         try:
-            for key, value in (params or {}).items():
+            for key, value in artifact.params.items():
                 self.client.log_param(run_id, key, value)
-            for key, value in trained.metrics.items():
+            for key, value in artifact.metrics.items():
                 self.client.log_metric(run_id, key, value)
-            with tempfile.TemporaryDirectory(prefix="bi-model-") as tmp:
-                from batch_inference.modeling.network import save_model
-
-                directory = Path(tmp) / ARTIFACT_PATH
-                digests = save_model(trained.model, trained.config, directory)
-                (directory / REFERENCE_FILE).write_text(json.dumps(trained.reference))
-                self.client.log_artifacts(run_id, str(directory), ARTIFACT_PATH)
+            self.client.log_artifacts(run_id, str(artifact.directory), ARTIFACT_PATH)
             self.client.set_terminated(run_id)
         except Exception:
             self.client.set_terminated(run_id, status="FAILED")
@@ -208,16 +236,11 @@ class ModelRegistry:
         except MlflowException as exc:
             if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
                 raise
-        tags = {TAG_FORMAT: MODEL_FORMAT, TAG_WEIGHTS: digests["weights_sha256"],
-                TAG_CONFIG: digests["config_sha256"]}
-        tags.update({f"metric.{k}": f"{v:.6f}" for k, v in trained.metrics.items()})
+        tags = {TAG_FORMAT: artifact.format, TAG_FILES: json.dumps(files, sort_keys=True)}
+        tags.update({f"metric.{k}": f"{v:.6f}" for k, v in artifact.metrics.items()})
         mv = self.client.create_model_version(
-            self.model_name, source=f"runs:/{run_id}/{ARTIFACT_PATH}", run_id=run_id, tags=tags
-        )
+            self.model_name, source=f"runs:/{run_id}/{ARTIFACT_PATH}", run_id=run_id, tags=tags)
         return self._ref(mv)
 
     def set_champion(self, version: str) -> None:
-        self.client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
-
-    def run_url(self, ref: ModelVersionRef) -> str:
-        return f"{self.tracking_uri} run {ref.run_id}"
+        self.client.set_registered_model_alias(self.model_name, self.alias, str(version))

@@ -1,18 +1,13 @@
-"""Thresholds of the quality gates as a Dagster resource."""
+"""Run-time overrides of the quality gates as a Dagster resource (each pipeline's YAML sets its own)."""
 
 import dagster as dg
 
-from batch_inference.quality.drift import DriftThresholds
-
 
 class QualityResource(dg.ConfigurableResource):
-    """Drift thresholds (PSI bands 0.1/0.25 and KS effect sizes 0.1/0.2 by default)."""
+    """Unset values take the pipeline's YAML thresholds; set one to override it for every pipeline."""
 
-    psi_warn: float = 0.1
-    psi_alert: float = 0.25
-    ks_warn: float = 0.1
-    ks_alert: float = 0.2
-    drift_features: int = 6  # the most important features checked besides the score
-
-    def thresholds(self) -> DriftThresholds:
-        return DriftThresholds(self.psi_warn, self.psi_alert, self.ks_warn, self.ks_alert)
+    psi_warn: float | None = None
+    psi_alert: float | None = None
+    ks_warn: float | None = None
+    ks_alert: float | None = None
+    drift_features: int | None = None  # the most important inputs checked besides the outputs

@@ -1,21 +1,27 @@
-"""The MLflow model registry as a Dagster resource."""
+"""The MLflow model registry as a Dagster resource, shared by every pipeline."""
+
+from collections.abc import Mapping
 
 import dagster as dg
 from pydantic import PrivateAttr
 
-from batch_inference.modeling.registry import ModelRegistry
+from batch_inference.modeling.registry import DEFAULT_ALIAS, ModelRegistry
 
 
 class ModelRegistryResource(dg.ConfigurableResource):
-    """MLflow tracking/registry URI and the registered model's name."""
+    """The MLflow tracking/registry URI; each pipeline names its own registered model and alias."""
 
     tracking_uri: str
-    model_name: str
     artifact_root: str | None = None
-    _registry: ModelRegistry | None = PrivateAttr(default=None)
+    _registries: dict = PrivateAttr(default_factory=dict)
 
-    def registry(self) -> ModelRegistry:
-        """One client per resource instance: the registry is resolved once per run."""
-        if self._registry is None:
-            self._registry = ModelRegistry(self.tracking_uri, self.model_name, self.artifact_root)
-        return self._registry
+    def registry(self, model_name: str, formats: Mapping | None = None, alias: str = DEFAULT_ALIAS) -> ModelRegistry:
+        """One client per model name and alias for the life of the resource (one run)."""
+        key = (model_name, alias)
+        if key not in self._registries:
+            self._registries[key] = ModelRegistry(self.tracking_uri, model_name, self.artifact_root,
+                                                  formats=formats, alias=alias)
+        registry = self._registries[key]
+        if formats:
+            registry.formats.update(formats)
+        return registry

@@ -1,4 +1,4 @@
-"""The DuckDB warehouse file as a Dagster resource."""
+"""Where the serving views script lives, as a Dagster resource."""
 
 from pathlib import Path
 
@@ -6,10 +6,10 @@ import dagster as dg
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """Path of the DuckDB database that holds views over the lake and the serving table."""
+    """Path of `warehouse.sql`, the DuckDB views over the lake that readers open (no database file)."""
 
-    path: str
+    views_sql: str
 
     @property
-    def db_path(self) -> Path:
-        return Path(self.path)
+    def views_path(self) -> Path:
+        return Path(self.views_sql)

@@ -1,7 +1,8 @@
-"""Training the risk MLP on labelled feature rows, and the statistics recorded with it."""
+"""Training the card-fraud MLP on labelled feature rows, and the model builder the pipeline names."""
 
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import dataclass, field
 
@@ -10,8 +11,9 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from batch_inference.modeling.artifact import ModelConfig
-from batch_inference.modeling.network import RiskMLP
+from batch_inference.defs.card_fraud.network import MODEL_FORMAT, RiskMLP, model_config, save_model
+from batch_inference.modeling.artifact import REFERENCE_FILE
+from batch_inference.plugins.protocols import LoadedArtifact, TrainedArtifact, TrainingRequest
 
 REFERENCE_BINS = 10
 
@@ -30,7 +32,7 @@ class TrainingParams:
 @dataclass
 class TrainedModel:
     model: RiskMLP
-    config: ModelConfig
+    config: dict
     metrics: dict[str, float]
     reference: dict = field(default_factory=dict)
     holdout_x: np.ndarray | None = None
@@ -142,5 +144,31 @@ def train(table: pa.Table, features: tuple[str, ...], params: TrainingParams | N
         spread = float(column.std())
         corr = float(abs(np.corrcoef(column, sample_scores)[0, 1])) if spread > 0 else 0.0
         reference[name] = {**reference_histogram(x_train[:, i]), "importance": round(corr, 6)}
-    return TrainedModel(model, ModelConfig(tuple(features), tuple(params.hidden_sizes)), metrics,
-                        reference, x_hold, y_hold)
+    return TrainedModel(model, model_config(features, params.hidden_sizes), metrics, reference, x_hold, y_hold)
+
+
+def feature_columns(table: pa.Table) -> tuple[str, ...]:
+    """Every float feature column of the features table (all but `record_id` and `label`)."""
+    return tuple(n for n in table.column_names if n not in ("record_id", "label"))
+
+
+def build_model(request: TrainingRequest) -> TrainedArtifact:
+    """The pipeline's model builder: train on the window's features, write a registrable version."""
+    if request.features is None or request.features.num_rows == 0:
+        raise ValueError("no labelled feature rows to train on: materialize the input and features first")
+    params = TrainingParams(**{k: tuple(v) if k == "hidden_sizes" else v for k, v in request.params.items()})
+    trained = train(request.features, feature_columns(request.features), params)
+    directory = request.workdir / "model"
+    save_model(trained.model, trained.config, directory)
+    (directory / REFERENCE_FILE).write_text(json.dumps(trained.reference))
+    holdout_x, holdout_y = trained.holdout_x, trained.holdout_y
+
+    def evaluate(loaded: LoadedArtifact) -> float:
+        features = tuple(loaded.config["features"])
+        if features != trained.config["features"] or holdout_x is None:
+            return float("-inf")  # trained on other features: not comparable, so not better
+        return roc_auc(holdout_y, score(loaded.module, holdout_x))
+
+    return TrainedArtifact(directory, MODEL_FORMAT, trained.metrics,
+                           {"window": f"{request.window[0]}..{request.window[-1]}", "days": len(request.window),
+                            "hidden_sizes": list(params.hidden_sizes), "epochs": params.epochs}, evaluate)

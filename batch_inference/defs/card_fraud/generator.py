@@ -12,33 +12,21 @@ import zlib
 import numpy as np
 import pyarrow as pa
 
-MERCHANT_CATEGORIES = (
-    "grocery", "restaurants", "fuel", "pharmacy", "apparel", "electronics",
-    "travel", "entertainment", "online_services", "home_improvement", "jewelry", "gift_cards",
+from batch_inference.defs.card_fraud.vocabulary import (
+    CATEGORY_RISK,
+    CATEGORY_WEIGHT,
+    COUNTRY_WEIGHT,
+    COUNTRIES,
+    MERCHANT_CATEGORIES,
+    N_CUSTOMERS,
+    TRANSACTION_SCHEMA,
 )
-COUNTRIES = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "CA", "BR", "IN", "NG", "RU")
-_CATEGORY_RISK = np.array([-1.2, -0.8, -0.6, -0.9, 0.0, 1.0, 0.6, 0.2, 0.5, -0.3, 1.3, 1.8])
-_CATEGORY_WEIGHT = np.array([20, 15, 10, 6, 8, 5, 4, 6, 10, 5, 2, 2], dtype=float)
-_COUNTRY_WEIGHT = np.array([40, 12, 10, 8, 6, 5, 4, 6, 4, 3, 1, 1], dtype=float)
-N_CUSTOMERS = 20_000
-
-TRANSACTION_SCHEMA = pa.schema([
-    ("record_id", pa.string()),
-    ("event_time", pa.timestamp("us", tz="UTC")),
-    ("customer_id", pa.int64()),
-    ("merchant_category", pa.string()),
-    ("merchant_country", pa.string()),
-    ("card_country", pa.string()),
-    ("amount", pa.float64()),
-    ("card_present", pa.bool_()),
-    ("is_fraud", pa.int8()),
-])
 
 
 def _customers() -> tuple[np.ndarray, np.ndarray]:
     """Stable customer profiles: home country index and typical amount."""
     rng = np.random.default_rng(20_240_101)
-    home = rng.choice(len(COUNTRIES), size=N_CUSTOMERS, p=_COUNTRY_WEIGHT / _COUNTRY_WEIGHT.sum())
+    home = rng.choice(len(COUNTRIES), size=N_CUSTOMERS, p=COUNTRY_WEIGHT / COUNTRY_WEIGHT.sum())
     typical = rng.lognormal(mean=3.4, sigma=0.6, size=N_CUSTOMERS)
     return home, typical
 
@@ -51,7 +39,7 @@ def generate_transactions(date: str, rows: int, *, corrupt_rate: float = 0.0, dr
     home, typical = _customers()
 
     customer = rng.integers(0, N_CUSTOMERS, size=rows)
-    category = rng.choice(len(MERCHANT_CATEGORIES), size=rows, p=_CATEGORY_WEIGHT / _CATEGORY_WEIGHT.sum())
+    category = rng.choice(len(MERCHANT_CATEGORIES), size=rows, p=CATEGORY_WEIGHT / CATEGORY_WEIGHT.sum())
     card_country = home[customer]
     travelling = rng.random(rows) < (0.06 + 0.1 * drift)
     merchant_country = np.where(
@@ -70,7 +58,7 @@ def generate_transactions(date: str, rows: int, *, corrupt_rate: float = 0.0, dr
         + 2.2 * (merchant_country != card_country)
         + 1.4 * (hour < 6)
         + 1.1 * np.clip(np.log(spend), -1.0, 3.0)
-        + _CATEGORY_RISK[category]
+        + CATEGORY_RISK[category]
         + 0.9 * ~card_present
     )
     is_fraud = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)
@@ -124,3 +112,23 @@ def _corrupt(columns: dict[str, pa.Array], rng: np.random.Generator, rate: float
     columns["record_id"] = pa.array(record_id, pa.string())
     columns["amount"] = pa.array(amount.tolist(), pa.float64(), from_pandas=False)
     columns["merchant_category"] = pa.array(category, pa.string())
+
+
+def write_landing(date: str, rows: int, landing_dir, *, corrupt_rate: float = 0.0, drift: float = 0.0,
+                  drop_column: str | None = None):
+    """Write one day into `landing_dir/transactions_<date>.parquet` atomically; returns the path."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from batch_inference.validation import validate_partition_key
+
+    date = validate_partition_key(date)
+    table = generate_transactions(date, rows, corrupt_rate=corrupt_rate, drift=drift, drop_column=drop_column)
+    landing_dir = Path(landing_dir)
+    landing_dir.mkdir(parents=True, exist_ok=True)
+    final = landing_dir / f"transactions_{date}.parquet"
+    tmp = landing_dir / f".transactions_{date}.parquet.tmp"
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(final)
+    return final

@@ -1,18 +1,13 @@
-"""pandera models of the three hand-offs, and lazy validation that reports every failure."""
+"""pandera models of the card-fraud hand-offs: landing input, features, predictions."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-import pyarrow as pa_arrow
-from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
-from batch_inference.features import FEATURE_COLUMNS
-from batch_inference.generator import COUNTRIES, MERCHANT_CATEGORIES
+from batch_inference.defs.card_fraud.vocabulary import COUNTRIES, FEATURE_COLUMNS, MERCHANT_CATEGORIES
 
 _UTC = {"unit": "us", "tz": "UTC"}
 # Strings are validated as Arrow-backed pandas strings: no Python objects, vectorised checks.
@@ -69,25 +64,3 @@ class PredictionsSchema(pa.DataFrameModel):
     class Config:
         name = "PredictionsSchema"
         strict = True
-
-
-@dataclass
-class SchemaReport:
-    passed: bool
-    rows: int
-    failing_columns: list[str]
-    failure_count: int
-    failure_sample: pd.DataFrame
-
-
-def validate(schema: type[pa.DataFrameModel], table: pa_arrow.Table, sample: int = 20) -> SchemaReport:
-    """Validate lazily so that every failing column and check is reported, not just the first."""
-    df = table.to_pandas(types_mapper={pa_arrow.string(): pd.StringDtype("pyarrow")}.get)
-    try:
-        schema.validate(df, lazy=True)
-    except SchemaErrors as exc:
-        cases = exc.failure_cases
-        columns = sorted({str(c) for c in cases["column"].dropna().unique()}) or [schema.Config.name]
-        shown = cases[["column", "check", "failure_case", "index"]].head(sample).astype(str)
-        return SchemaReport(False, len(df), columns, len(cases), shown)
-    return SchemaReport(True, len(df), [], 0, pd.DataFrame())

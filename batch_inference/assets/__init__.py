@@ -1,1 +1,0 @@
-"""Thin Dagster assets: read, call the library, write, report metadata."""

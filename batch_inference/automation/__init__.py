@@ -1,1 +1,0 @@
-"""Sensors and schedules: what starts runs without anyone clicking."""

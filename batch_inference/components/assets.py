@@ -1,0 +1,230 @@
+"""The pipeline's assets: input, features, model, predictions and the serving publish.
+
+Each asset is short: resolve names, call the library, write, report metadata. What the rows
+mean comes from the pipeline's plug-ins.
+"""
+
+
+import datetime as dt
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+
+from batch_inference import serving
+from batch_inference.components.errors import TRANSIENT_RETRIES, classified_errors
+from batch_inference.components.gate import require_published_checks
+from batch_inference.components.metadata import column_schema
+from batch_inference.components.pipeline import LEDGER, QUARANTINE, Pipeline
+from batch_inference.components.scoring import score_day
+from batch_inference.ingest import read_landing_file, screen_rows
+from batch_inference.resources import LakeResource, ModelRegistryResource, ObservabilityResource, WarehouseResource
+from batch_inference.validation import validate_partition_key
+
+
+def quarantine_part(stage: str) -> str:
+    """File name of one stage's rejected rows inside `<pipeline>/quarantine/date=D/`."""
+    return f"part-{stage}.parquet"
+
+
+def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=p.key(p.input_asset), partitions_def=p.partitions_def, kinds={"parquet", "pandas"}, group_name=p.group,
+        code_version="2", metadata=column_schema(p.rules), retry_policy=TRANSIENT_RETRIES,
+        description=f"One day of `{p.landing_entity}` landing files, typed strictly; rows that break the "
+        "input schema's row rules quarantined with a reason.",
+    )
+    def _input(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        started = time.perf_counter()
+        date = validate_partition_key(context.partition_key)
+        fs, root = lake.landing()
+        path = lake.landing_path(p.landing_entity, date)
+        with classified_errors("docs/runbooks/F2.md"):  # a bad file fails here, before anything is written
+            table = read_landing_file(fs, path, p.arrow_schema, root=root)
+        valid, rejected = screen_rows(table, p.rules, stage=p.input_asset, key=p.key_column,
+                                      event_time=p.event_time_column, date=date,
+                                      tolerance=p.event_time_tolerance)
+        store = p.lake(lake)
+        uri = store.write(p.input_asset, date, valid)
+        store.write(QUARANTINE, date, rejected, part=quarantine_part(p.input_asset))
+        seconds = time.perf_counter() - started
+        if rejected.num_rows:
+            context.log.warning(f"{p.name} {date}: quarantined {rejected.num_rows} of {table.num_rows} landing "
+                                f"rows, e.g. {rejected.column('reason')[0]}")
+        metadata = {
+            "rows": valid.num_rows, "landing_rows": table.num_rows, "quarantined_rows": rejected.num_rows,
+            "duration_seconds": round(seconds, 3),
+            "rows_per_second": round(table.num_rows / seconds, 1) if seconds else 0.0,
+            "landing_file": dg.MetadataValue.path(path), "path": dg.MetadataValue.path(uri),
+        }
+        if p.event_time_column and valid.num_rows:
+            newest = pa.compute.max(valid.column(p.event_time_column)).as_py()
+            metadata["newest_event_time"] = newest.isoformat() if newest else ""
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _input
+
+
+def build_features_asset(p: Pipeline) -> dg.AssetsDefinition:
+    source = p.input_asset if p.upstream_asset is None else p.upstream_asset.path[-1]
+
+    @dg.asset(
+        key=p.key(p.features_asset), deps=[p.input_key], partitions_def=p.partitions_def,
+        kinds={"duckdb", "parquet"} if p.features_sql else {"python", "parquet"}, group_name=p.group,
+        code_version="2", metadata=column_schema(p.features_schema),
+        description=f"Model features of `{p.input_key.to_user_string()}`, keyed by record_id"
+        + (f" (SQL: {p.features_sql})." if p.features_sql else f" ({p.features_callable_path})."),
+    )
+    def _features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        started = time.perf_counter()
+        date = validate_partition_key(context.partition_key)
+        reader = p.lake(lake) if p.upstream_asset is None else lake.lake(p.upstream_asset.path[0])
+        with classified_errors():
+            table = p.feature_fn(reader.read(source, date))
+        uri = p.lake(lake).write(p.features_asset, date, table)
+        seconds = time.perf_counter() - started
+        return dg.MaterializeResult(metadata={
+            "rows": table.num_rows, "feature_count": table.num_columns - 1,
+            "duration_seconds": round(seconds, 3),
+            "rows_per_second": round(table.num_rows / seconds, 1) if seconds else 0.0,
+            "path": dg.MetadataValue.path(uri),
+        })
+
+    return _features
+
+
+class ModelBuildConfig(dg.Config):
+    """Which days the model builder sees, how it trains, and when the alias moves."""
+
+    training_days: int | None = None  # default: the pipeline's YAML
+    end_date: str | None = None  # last day of the window; default: the latest features partition
+    params: dict = {}  # merged over the YAML's model.params
+    promote: str | None = None  # if_better | always | never; default: the YAML's
+
+
+def build_model_asset(p: Pipeline) -> dg.AssetsDefinition | dg.AssetSpec:
+    """The registered model. Without a builder it is an external asset: versions come from outside."""
+    if p.builder_path is None:
+        return dg.AssetSpec(p.key("model"), group_name=p.group, kinds={"mlflow"},
+                            description=f"MLflow registered model `{p.model_name}`, alias `{p.model_alias}`; "
+                            "versions are registered from outside the platform.")
+
+    @dg.asset(
+        key=p.key("model"), deps=[p.key(p.features_asset)], kinds={"mlflow", "pytorch"}, group_name=p.group,
+        code_version="2",
+        description=f"Built by {p.builder_path}, registered in MLflow as `{p.model_name}`; the "
+        f"`{p.model_alias}` alias moves to it only when it beats the current one on held-out data.",
+    )
+    def _model(context: dg.AssetExecutionContext, config: ModelBuildConfig, lake: LakeResource,
+               model_registry: ModelRegistryResource) -> dg.MaterializeResult:
+        from batch_inference.plugins.protocols import TrainingRequest
+
+        started = time.perf_counter()
+        store = p.lake(lake)
+        dates = store.dates(p.features_asset)
+        if config.end_date:
+            end = validate_partition_key(config.end_date)
+            dates = [d for d in dates if d <= end]
+        window = dates[-(config.training_days or p.training_days):]
+        features = pa.concat_tables(store.read(p.features_asset, d) for d in window) if window else None
+        registry = p.registry(model_registry)
+        with tempfile.TemporaryDirectory(prefix=f"bi-build-{p.name}-") as tmp:
+            request = TrainingRequest(features, window, {**p.model_params, **config.params}, Path(tmp))
+            with classified_errors():
+                artifact = p.builder(request)
+                ref = registry.register(artifact)
+            champion = registry.champion()
+            champion_score = new_score = None
+            if artifact.evaluate is not None:
+                new_score = artifact.evaluate(registry.load(ref).artifact)
+                if champion is not None and champion.version != ref.version:
+                    try:
+                        champion_score = artifact.evaluate(registry.load(champion).artifact)
+                    except Exception as exc:  # an unusable champion is replaced by a good candidate
+                        context.log.warning(f"current {p.model_alias} v{champion.version} could not be "
+                                            f"evaluated: {exc}")
+                        champion_score = float("-inf")
+        policy = config.promote or p.promote
+        promote = policy == "always" or (policy == "if_better" and (
+            champion_score is None or new_score is None or new_score > champion_score))
+        if promote:
+            registry.set_champion(ref.version)
+            context.log.info(f"{p.model_alias} -> {ref.name} v{ref.version}"
+                             + (f" (held-out score {new_score:.4f})" if new_score is not None else ""))
+        metadata = {
+            "model_name": ref.name, "model_version": ref.version, "promoted": promote,
+            "champion_version": ref.version if promote else (champion.version if champion else ""),
+            "training_window": f"{window[0]}..{window[-1]}" if window else "",
+            "artifact_sha256": ref.artifact_sha256, "files": len(ref.files), "model_uri": ref.uri,
+            "mlflow_run_id": ref.run_id, "duration_seconds": round(time.perf_counter() - started, 3),
+            **{k: round(float(v), 5) for k, v in artifact.metrics.items()},
+        }
+        if new_score is not None:
+            metadata["holdout_score"] = round(new_score, 5)
+        if champion_score is not None:
+            metadata["champion_holdout_score"] = round(champion_score, 5)
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _model
+
+
+class ScoringConfig(dg.Config):
+    """Engine settings for a scoring run; unset values come from the pipeline's YAML."""
+
+    device: str | None = None
+    read_batch_rows: int | None = None
+    forward_rows: int | None = None
+    checkpoint_rows: int | None = None  # rows per committed chunk: the most a crash can cost
+
+
+def build_predictions_asset(p: Pipeline) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=p.key(p.predictions_asset), partitions_def=p.partitions_def,
+        deps=[p.key(p.features_asset), p.key("model")], kinds={"pytorch", "parquet"}, group_name=p.group,
+        code_version="2", pool="gpu",
+        op_tags={"dagster-k8s/config": p.gpu_k8s_config},  # one GPU pod per partition step in production
+        retry_policy=TRANSIENT_RETRIES, metadata=column_schema(p.predictions_schema),
+        description=f"{p.description or p.name}: every record of the day scored by the version the MLflow "
+        f"alias `{p.model_alias}` of `{p.model_name}` names at run time, with provenance. Checkpointed: a "
+        "rerun after a crash resumes from the last committed chunk.",
+    )
+    def _predictions(context: dg.AssetExecutionContext, config: ScoringConfig, lake: LakeResource,
+                     model_registry: ModelRegistryResource,
+                     observability: ObservabilityResource) -> dg.MaterializeResult:
+        date = validate_partition_key(context.partition_key)
+        metadata = score_day(p, date, context, config, lake, model_registry, observability)
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _predictions
+
+
+def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=p.key(p.serving_asset), partitions_def=p.partitions_def, deps=[p.key(p.predictions_asset)],
+        kinds={"parquet", "duckdb"}, group_name=p.group, code_version="2",
+        description=f"The day's `{p.predictions_asset}` published for consumers (view "
+        f"`{p.name}.{p.serving_asset}`), only when the latest materialization of `{p.predictions_asset}` "
+        "has every blocking check evaluated and passed, also when published in a later run.",
+    )
+    def _serving(context: dg.AssetExecutionContext, lake: LakeResource,
+                 warehouse: WarehouseResource) -> dg.MaterializeResult:
+        started = time.perf_counter()
+        date = validate_partition_key(context.partition_key)
+        gate = require_published_checks(context.instance, p.key(p.predictions_asset), blocking_checks, date)
+        store = p.lake(lake)
+        table = store.read(p.predictions_asset, date)
+        uri = store.write(p.serving_asset, date, table)
+        views = serving.write_views_sql(warehouse.views_path, lake.lake_uri) if store.is_local else []
+        return dg.MaterializeResult(metadata={
+            "rows": table.num_rows, "view": f"{p.name}.{p.serving_asset}", "path": dg.MetadataValue.path(uri),
+            "published_at": dt.datetime.now(dt.UTC).isoformat(), "views": len(views),
+            "checks_verified": ", ".join(gate.checks), "predictions_run_id": gate.run_id,
+            "duration_seconds": round(time.perf_counter() - started, 3),
+        })
+
+    return _serving
+
+
+LAKE_FOLDERS = (QUARANTINE, LEDGER)

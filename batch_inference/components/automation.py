@@ -1,0 +1,125 @@
+"""A pipeline's jobs, its landing sensor, its champion sensor (with canary) and a nightly schedule."""
+
+
+import json
+import os
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from batch_inference.components.pipeline import Pipeline
+from batch_inference.landing_scan import list_filesystem, list_s3, scan_landing
+from batch_inference.rescoring import stale_partitions
+from batch_inference.resources import LakeResource, ModelRegistryResource
+
+CANARY_TAG = "batch_inference/canary"
+TRIGGER_TAG = "batch_inference/trigger"
+PIPELINE_TAG = "batch_inference/pipeline"
+
+
+def default_status() -> dg.DefaultSensorStatus:
+    """Sensors run by default so a deployed daemon picks up files with no clicks; set
+    BATCH_INFERENCE_SENSORS=stopped for an instance that must only run what it is told."""
+    stopped = os.environ.get("BATCH_INFERENCE_SENSORS") == "stopped"
+    return dg.DefaultSensorStatus.STOPPED if stopped else dg.DefaultSensorStatus.RUNNING
+
+
+def build_jobs(p: Pipeline) -> dict:
+    k = p.key
+    daily = [p.input_key, k(p.features_asset), k(p.predictions_asset), k(p.serving_asset)]
+    if p.upstream_asset is not None:
+        daily = daily[1:]
+    tags = {PIPELINE_TAG: p.name}
+    return {
+        "ingest": dg.define_asset_job(f"{p.name}_ingest_day", selection=daily[:-2], tags=tags,
+                                      description=f"{p.name}: land, validate and featurise one day."),
+        "score": dg.define_asset_job(f"{p.name}_score_day", selection=daily[-2:], tags=tags,
+                                     description=f"{p.name}: score one day with `{p.model_alias}` and publish it."),
+        "daily": dg.define_asset_job(f"{p.name}_daily_pipeline", selection=daily, tags=tags,
+                                     description=f"{p.name}: everything for one day: land, featurise, score, "
+                                     "publish."),
+        "model": dg.define_asset_job(f"{p.name}_train_model", selection=[k("model")], tags=tags,
+                                     description=f"{p.name}: build, register, maybe promote the model."),
+    }
+
+
+def build_landing_sensor(p: Pipeline, job) -> dg.SensorDefinition:
+    entity = p.landing_entity
+
+    @dg.sensor(name=f"{p.name}_landing_sensor", job=job, default_status=default_status(), minimum_interval_seconds=15,
+               description=f"Starts land -> features -> score -> publish of {p.name} for each day whose "
+               f"`{entity}_YYYY-MM-DD.parquet` is new or changed; an identical re-delivery starts nothing.")
+    def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource, s3: S3Resource) -> dg.SensorResult:
+        if lake.landing_uri.startswith("s3://"):
+            listings = list_s3(s3.get_client(), lake.landing_uri)  # ETags: nothing is downloaded
+        else:
+            listings = list_filesystem(*lake.landing())
+        valid = set(p.partitions_def.get_partition_keys())
+        result = scan_landing([x for x in listings if x.name.startswith(f"{entity}_")],
+                              json.loads(context.cursor or "{}"), is_valid_date=valid.__contains__)
+        for name, why in result.skipped:
+            context.log.warning(f"skipping landing file {name!r}: {why}")
+        requests = [dg.RunRequest(run_key=f"{p.name}:{f.run_key}", partition_key=f.date,
+                                  tags={TRIGGER_TAG: "landing", "batch_inference/landing_file": f.name})
+                    for f in result.changed if f.entity == entity]
+        for f in result.changed:
+            context.log.info(f"{f.name} (digest {f.digest[:18]}) -> run for partition {f.date}")
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(result.cursor, sort_keys=True))
+
+    return _sensor
+
+
+def build_champion_sensor(p: Pipeline, job) -> dg.SensorDefinition:
+    @dg.sensor(name=f"{p.name}_champion_sensor", job=job, default_status=default_status(),
+               minimum_interval_seconds=30,
+               description=f"When the MLflow alias `{p.model_alias}` of `{p.model_name}` moves, re-scores the "
+               f"recent {p.name} partitions another version produced: one canary partition first, the rest only "
+               "if its run and checks passed.")
+    def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource, model_registry: ModelRegistryResource):
+        state = json.loads(context.cursor or "{}")
+        champion = p.registry(model_registry).champion()
+        if champion is None:
+            return dg.SkipReason(f"no `{p.model_alias}` alias on `{p.model_name}` yet")
+        version = champion.version
+        if state.get("version") != version:
+            window = p.partitions_def.get_partition_keys()[-p.rescore_window_days:]
+            stale = stale_partitions(p.lake(lake), p.predictions_asset, window, version)
+            context.log.info(f"{p.model_alias} is v{version} (was {state.get('version') or 'unknown'}): "
+                             f"{len(stale)} partition(s) in the last {len(window)} days scored by another version")
+            if not stale:
+                return dg.SensorResult(cursor=json.dumps({"version": version, "phase": "done"}))
+            if not p.canary:
+                return _rollout(p, version, stale)
+            canary = stale[-1]
+            request = dg.RunRequest(run_key=f"{p.name}-v{version}-canary-{canary}", partition_key=canary,
+                                    tags={TRIGGER_TAG: "champion", CANARY_TAG: f"{p.name}-v{version}-{canary}"})
+            cursor = {"version": version, "phase": "canary", "canary": canary, "rest": stale[:-1]}
+            return dg.SensorResult(run_requests=[request], cursor=json.dumps(cursor))
+        if state.get("phase") != "canary":
+            return dg.SkipReason(f"{p.model_alias} v{version} unchanged; nothing to re-score ({state.get('phase')})")
+        runs = context.instance.get_runs(
+            filters=dg.RunsFilter(tags={CANARY_TAG: f"{p.name}-v{version}-{state['canary']}"}), limit=1)
+        if not runs or not runs[0].is_finished:
+            return dg.SkipReason(f"waiting for the canary run of {state['canary']} with v{version}")
+        if runs[0].status != dg.DagsterRunStatus.SUCCESS:
+            context.log.error(f"canary {state['canary']} with v{version} ended {runs[0].status.value} "
+                              f"(run {runs[0].run_id}); not re-scoring the other {len(state['rest'])} partition(s)")
+            return dg.SensorResult(cursor=json.dumps({**state, "phase": "halted", "canary_run": runs[0].run_id}))
+        return _rollout(p, version, state["rest"])
+
+    return _sensor
+
+
+def _rollout(p: Pipeline, version: str, dates: list[str]) -> dg.SensorResult:
+    requests = [dg.RunRequest(run_key=f"{p.name}-v{version}-{d}", partition_key=d, tags={TRIGGER_TAG: "champion"})
+                for d in dates]
+    return dg.SensorResult(run_requests=requests,
+                           cursor=json.dumps({"version": version, "phase": "done", "rescored": dates}))
+
+
+def build_schedule(p: Pipeline, job) -> dg.ScheduleDefinition:
+    return dg.build_schedule_from_partitioned_job(
+        job, hour_of_day=p.nightly_hour, minute_of_hour=0, name=f"{p.name}_nightly_scoring",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=f"For teams whose data lands on a clock: yesterday's {p.name} partition at "
+        f"{p.nightly_hour:02d}:00 UTC (stopped by default).")

@@ -1,0 +1,166 @@
+"""`BatchScoring`: one YAML instance builds a whole checked, partitioned scoring slice.
+
+From a `defs.yaml` it builds the input asset (from landing files or an upstream asset), the
+features (a SQL file run by DuckDB, or a callable), the model (built and registered in MLflow,
+or registered from outside), the daily predictions, the checks, the serving publish, the jobs,
+the landing sensor, the champion sensor with its canary, and a nightly schedule. Asset keys carry
+the pipeline's name; the `gpu` pool and the resources are shared by every pipeline.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from typing import Any, Literal
+
+import dagster as dg
+from pydantic import Field
+
+from batch_inference.components.assets import (
+    build_features_asset,
+    build_input_asset,
+    build_model_asset,
+    build_predictions_asset,
+    build_serving_asset,
+)
+from batch_inference.components.automation import (
+    build_champion_sensor,
+    build_jobs,
+    build_landing_sensor,
+    build_schedule,
+)
+from batch_inference.components.checks import build_checks, prediction_check_names
+from batch_inference.components.pipeline import DriftSettings, Pipeline
+from batch_inference.k8s import GPU_STEP_K8S_CONFIG, merge_k8s_config
+
+
+class InputSpec(dg.Model):
+    """Where a day's rows come from, their types, and the row rules that quarantine bad rows."""
+
+    asset: str = Field("input", description="Asset name of the validated input (key `<pipeline>/<asset>`).")
+    landing_entity: str | None = Field(None, description="Landing files `<entity>_YYYY-MM-DD.parquet`; "
+                                       "default: the asset name.")
+    upstream_asset: str | None = Field(None, description="Instead of landing files, an existing lake asset "
+                                       "`<pipeline>/<asset>` of another pipeline.")
+    arrow_schema: str = Field(..., description="Import path of the landing file's pyarrow Schema (strict types).")
+    rules: str | None = Field(None, description="Import path of a pandera DataFrameModel: the schema check and "
+                              "the quarantine rules.")
+    key: str = Field("record_id", description="The unique row id column.")
+    event_time: str | None = Field(None, description="Timestamp column that must fall in the partition's day.")
+    event_time_tolerance_hours: float = 0.0
+    generator: str | None = Field(None, description="Import path of `write_landing(date, rows, landing_dir, "
+                                  "**options)` for the demo and `batch-inference generate`.")
+
+
+class FeaturesSpec(dg.Model):
+    asset: str = "features"
+    sql: str | None = Field(None, description="SQL file (relative to this folder) over the table `input`.")
+    callable: str | None = Field(None, description="Import path of `fn(pa.Table) -> pa.Table`.")
+    schema_: str | None = Field(None, alias="schema", description="Import path of the features' pandera model.")
+
+
+class ModelSpec(dg.Model):
+    registered_name: str = Field(..., description="MLflow registered model name.")
+    alias: str = "champion"
+    format: str = Field(..., description="Import path of the ModelFormat class (a safe loader).")
+    builder: str | None = Field(None, description="Import path of `build(TrainingRequest) -> TrainedArtifact`; "
+                                "none: versions are registered from outside.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    training_days: int = 7
+    promote: Literal["if_better", "always", "never"] = "if_better"
+
+
+class ScoringSpec(dg.Model):
+    asset: str = "predictions"
+    adapter: str = Field(..., description="Import path of the input adapter class.")
+    adapter_params: dict[str, Any] = Field(default_factory=dict)
+    head: str = Field(..., description="Import path of the output head class.")
+    head_params: dict[str, Any] = Field(default_factory=dict)
+    schema_: str | None = Field(None, alias="schema", description="Import path of the output pandera model.")
+    device: str = "auto"
+    read_batch_rows: int = 16_384
+    forward_rows: int = 8_192
+    checkpoint_rows: int = 1_048_576
+    k8s_config: dict[str, Any] = Field(default_factory=dict, description="Merged over the default GPU step's "
+                                       "`dagster-k8s/config` (resources, node selector, tolerations).")
+
+
+class QualitySpec(dg.Model):
+    psi_warn: float = 0.1
+    psi_alert: float = 0.25
+    ks_warn: float = 0.1
+    ks_alert: float = 0.2
+    drift_features: int = 6
+    min_sample_rows: int = 500
+    drift_check: str | None = Field(None, description="Import path of a custom drift check function.")
+
+
+class AutomationSpec(dg.Model):
+    rescore_window_days: int = 30
+    canary: bool = True
+    nightly_hour: int = 2
+
+
+class ServingSpec(dg.Model):
+    asset: str = "serving_predictions"
+
+
+class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
+    """A checked, daily-partitioned batch scoring pipeline on the platform."""
+
+    name: str = Field(..., description="Pipeline name: the asset key prefix, group and lake folder.")
+    description: str = ""
+    partitions_start: str = "2025-01-01"
+    input: InputSpec
+    features: FeaturesSpec
+    model_: ModelSpec = Field(..., alias="model")
+    scoring: ScoringSpec
+    quality: QualitySpec = Field(default_factory=QualitySpec)
+    automation: AutomationSpec = Field(default_factory=AutomationSpec)
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+
+    def pipeline(self, context: dg.ComponentLoadContext) -> Pipeline:
+        """Resolve the YAML into the builders' `Pipeline`."""
+        import os
+
+        q = self.quality
+        k8s = merge_k8s_config(copy.deepcopy(GPU_STEP_K8S_CONFIG), self.scoring.k8s_config)
+        return Pipeline(
+            name=self.name, description=self.description,
+            partitions_start=os.environ.get("BATCH_INFERENCE_PARTITIONS_START") or self.partitions_start,
+            root=context.path, input_asset=self.input.asset, landing_entity=self.input.landing_entity,
+            upstream_asset=dg.AssetKey.from_user_string(self.input.upstream_asset) if self.input.upstream_asset
+            else None,
+            arrow_schema_path=self.input.arrow_schema, rules_path=self.input.rules, key_column=self.input.key,
+            event_time_column=self.input.event_time,
+            event_time_tolerance=dt.timedelta(hours=self.input.event_time_tolerance_hours),
+            generator_path=self.input.generator, features_asset=self.features.asset,
+            features_sql=self.features.sql, features_callable_path=self.features.callable,
+            features_schema_path=self.features.schema_, model_name=self.model_.registered_name,
+            model_alias=self.model_.alias, format_path=self.model_.format, builder_path=self.model_.builder,
+            model_params=dict(self.model_.params), training_days=self.model_.training_days,
+            promote=self.model_.promote, predictions_asset=self.scoring.asset, adapter_path=self.scoring.adapter,
+            adapter_params=dict(self.scoring.adapter_params), head_path=self.scoring.head,
+            head_params=dict(self.scoring.head_params), predictions_schema_path=self.scoring.schema_,
+            device=self.scoring.device, read_batch_rows=self.scoring.read_batch_rows,
+            forward_rows=self.scoring.forward_rows, checkpoint_rows=self.scoring.checkpoint_rows,
+            gpu_k8s_config=k8s,
+            drift=DriftSettings(q.psi_warn, q.psi_alert, q.ks_warn, q.ks_alert, q.drift_features, q.min_sample_rows),
+            drift_check_path=q.drift_check, rescore_window_days=self.automation.rescore_window_days,
+            canary=self.automation.canary, nightly_hour=self.automation.nightly_hour,
+            serving_asset=self.serving.asset,
+        )
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        p = self.pipeline(context)
+        p.validate()
+        jobs = build_jobs(p)
+        assets: list = [build_features_asset(p), build_model_asset(p), build_predictions_asset(p),
+                        build_serving_asset(p, prediction_check_names(p))]
+        if p.upstream_asset is None:
+            assets.insert(0, build_input_asset(p))
+        sensors = [build_champion_sensor(p, jobs["score"])]
+        if p.upstream_asset is None:
+            sensors.insert(0, build_landing_sensor(p, jobs["daily"]))
+        return dg.Definitions(assets=assets, asset_checks=build_checks(p), jobs=list(jobs.values()),
+                              sensors=sensors, schedules=[build_schedule(p, jobs["daily"])])

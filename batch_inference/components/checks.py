@@ -1,0 +1,210 @@
+"""Per-partition asset checks on every hand-off: schema, completeness, drift, model version.
+
+Each check reads the committed partition (so it can be re-run alone from the UI) and calls the
+quality library. All are blocking: an ERROR stops the publish of that partition, in this run and
+in any later one (the serving asset verifies them against the latest materialization).
+"""
+
+
+import warnings
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+
+from batch_inference.components.pipeline import QUARANTINE, Pipeline
+from batch_inference.ingest import read_landing_ids
+from batch_inference.plugins.loading import load_object
+from batch_inference.quality.completeness import check_completeness
+from batch_inference.quality.drift import ALERT, OK, WARN, DriftThresholds, compare
+from batch_inference.quality.schema_validation import validate
+from batch_inference.resources import LakeResource, ModelRegistryResource, QualityResource
+from batch_inference.validation import validate_partition_key
+
+SCHEMA, COMPLETENESS, DRIFT, MODEL_VERSION = "schema", "completeness", "drift", "model_version"
+RUNBOOKS = {SCHEMA: "docs/runbooks/F2.md", COMPLETENESS: "docs/runbooks/F2.md", DRIFT: "docs/runbooks/F5.md",
+            MODEL_VERSION: "docs/runbooks/F4.md"}
+
+
+def check_name(p: Pipeline, asset: str, kind: str) -> str:
+    return f"{asset}_{kind}"
+
+
+def prediction_check_names(p: Pipeline) -> list[str]:
+    """The blocking checks on the predictions asset, which gate the publish."""
+    return [check_name(p, p.predictions_asset, k) for k in (SCHEMA, COMPLETENESS, DRIFT, MODEL_VERSION)]
+
+
+def _schema_result(schema, table: pa.Table) -> dg.AssetCheckResult:
+    report = validate(schema, table)
+    metadata = {"rows": report.rows, "schema": schema.Config.name, "failure_count": report.failure_count,
+                "failing_columns": ", ".join(report.failing_columns) or "none"}
+    if not report.passed:
+        metadata["failure_sample"] = dg.MetadataValue.md(report.failure_sample.to_markdown(index=False))
+        metadata["runbook"] = RUNBOOKS[SCHEMA]
+    return dg.AssetCheckResult(passed=report.passed, metadata=metadata)
+
+
+def _schema_check(p: Pipeline, asset: str, schema) -> dg.AssetChecksDefinition:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks are a preview API
+
+        @dg.asset_check(asset=p.key(asset), name=check_name(p, asset, SCHEMA), blocking=True,
+                        partitions_def=p.partitions_def,
+                        description=f"Rows of `{asset}` match {schema.Config.name} (pandera, lazy).")
+        def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+            date = validate_partition_key(context.partition_key)
+            return _schema_result(schema, p.lake(lake).read(asset, date))
+
+    return _check
+
+
+def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckResult:
+    store = p.lake(lake)
+    by_stage, quarantined = {}, []
+    for stage in (p.input_asset, p.predictions_asset):
+        part = f"part-{stage}.parquet"
+        ids = (store.read(QUARANTINE, date, ["record_id"], part=part).column("record_id").combine_chunks()
+               if store.exists(QUARANTINE, date, part) else pa.array([], pa.string()))
+        by_stage[f"quarantined_at_{stage}"] = len(ids)
+        quarantined.append(ids)
+    if p.upstream_asset is None:
+        fs, _ = lake.landing()
+        landing = read_landing_ids(fs, lake.landing_path(p.landing_entity, date), p.key_column)
+    else:
+        upstream = lake.lake(p.upstream_asset.path[0])
+        landing = upstream.read(p.upstream_asset.path[-1], date, [p.key_column]).column(p.key_column).cast(pa.string())
+    report = check_completeness(landing, store.read(p.predictions_asset, date, ["record_id"]).column("record_id"),
+                                pa.concat_arrays(quarantined))
+    metadata = {
+        "landing_rows": report.landing_rows, "scored_rows": report.scored_rows,
+        "quarantined_rows": report.quarantined_rows, "duplicate_scored_ids": report.duplicate_scored_ids,
+        "unexpected_ids": report.unexpected_ids, "unaccounted_ids": report.unaccounted_ids, **by_stage,
+    }
+    if not report.passed:
+        metadata["runbook"] = RUNBOOKS[COMPLETENESS]
+    return dg.AssetCheckResult(passed=report.passed, metadata=metadata)
+
+
+def _thresholds(p: Pipeline, quality: QualityResource) -> DriftThresholds:
+    d = p.drift
+    return DriftThresholds(
+        psi_warn=quality.psi_warn if quality.psi_warn is not None else d.psi_warn,
+        psi_alert=quality.psi_alert if quality.psi_alert is not None else d.psi_alert,
+        ks_warn=quality.ks_warn if quality.ks_warn is not None else d.ks_warn,
+        ks_alert=quality.ks_alert if quality.ks_alert is not None else d.ks_alert,
+        min_rows=d.min_sample_rows)
+
+
+def distribution_drift(p: Pipeline, reference: dict, store, date: str, thresholds: DriftThresholds,
+                       drift_features: int) -> tuple[str, dict]:
+    """PSI (and KS where it applies) of the outputs and the most important inputs, per column."""
+    out_fields = {f.name for f in p.head.fields()}
+    outputs = [n for n in reference if n in out_fields]
+    inputs = sorted((n for n in reference if n not in out_fields),
+                    key=lambda n: -float(reference[n].get("importance", 0.0)))[:drift_features]
+    current: dict[str, np.ndarray] = {}
+    if outputs:
+        scored = store.read(p.predictions_asset, date, outputs)
+        current.update({n: scored.column(n).to_numpy().astype(np.float64) for n in outputs})
+    present = set(store.parquet_file(p.features_asset, date).schema_arrow.names)
+    inputs = [n for n in inputs if n in present]
+    if inputs:
+        features = store.read(p.features_asset, date, columns=inputs)
+        current.update({n: features.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in inputs})
+    report = compare(reference, current, thresholds)
+    worst = max(report.features, key=lambda f: f.psi, default=None)
+    return report.status, {
+        "features_checked": len(report.features),
+        "max_psi": round(worst.psi, 5) if worst else 0.0,
+        "max_psi_feature": worst.name if worst else "",
+        "psi_alert_threshold": thresholds.psi_alert,
+        "rows": int(max((len(v) for v in current.values()), default=0)),
+        "drift_table": dg.MetadataValue.md(report.as_markdown()),
+        **({"reason": report.reason} if getattr(report, "reason", "") else {}),
+    }
+
+
+def _drift(p: Pipeline, date: str, lake: LakeResource, model_registry: ModelRegistryResource,
+           quality: QualityResource) -> dg.AssetCheckResult:
+    store = p.lake(lake)
+    versions = store.read(p.predictions_asset, date, ["model_version"]).column("model_version").unique().to_pylist()
+    if not versions:
+        return dg.AssetCheckResult(passed=True, metadata={"status": "insufficient_sample", "rows": 0})
+    registry = p.registry(model_registry)
+    loaded = registry.load(registry.version(versions[0]))
+    thresholds = _thresholds(p, quality)
+    drift_features = quality.drift_features if quality.drift_features is not None else p.drift.drift_features
+    if p.drift_check_path:
+        status, metadata = load_object(p.drift_check_path)(p, loaded.reference, store, date, thresholds)
+    else:
+        status, metadata = distribution_drift(p, loaded.reference, store, date, thresholds, drift_features)
+    metadata = {"status": status, "reference_model_version": loaded.ref.version, **metadata}
+    if status in (WARN, ALERT):
+        metadata["runbook"] = RUNBOOKS[DRIFT]
+    return dg.AssetCheckResult(
+        passed=status not in (WARN, ALERT),
+        severity=dg.AssetCheckSeverity.ERROR if status == ALERT else dg.AssetCheckSeverity.WARN,
+        metadata=metadata)
+
+
+def _model_version(p: Pipeline, date: str, context, lake: LakeResource,
+                   model_registry: ModelRegistryResource) -> dg.AssetCheckResult:
+    found = sorted(p.lake(lake).read(p.predictions_asset, date, ["model_version"]).column("model_version")
+                   .unique().to_pylist())
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=p.key(p.predictions_asset), asset_partitions=[date]), limit=1).records
+    expected = None
+    if records:
+        meta = records[0].asset_materialization.metadata
+        expected = meta["model_version"].value if "model_version" in meta else None
+    champion = p.registry(model_registry).champion()
+    passed = expected is not None and found in ([str(expected)], [])
+    metadata = {"expected_model_version": str(expected), "found_model_versions": ", ".join(found) or "none",
+                "champion_now": champion.version if champion else "none"}
+    if not passed:
+        metadata["runbook"] = RUNBOOKS[MODEL_VERSION]
+    return dg.AssetCheckResult(passed=passed, metadata=metadata)
+
+
+def build_checks(p: Pipeline) -> list[dg.AssetChecksDefinition]:
+    """Schema checks on the input and the features, and the four checks on the predictions."""
+    checks = []
+    if p.rules is not None and p.upstream_asset is None:
+        checks.append(_schema_check(p, p.input_asset, p.rules))
+    if p.features_schema is not None:
+        checks.append(_schema_check(p, p.features_asset, p.features_schema))
+    pred = p.predictions_asset
+    descriptions = {
+        SCHEMA: f"Output rows match {p.predictions_schema.Config.name if p.predictions_schema else 'the head'}"
+                " with provenance and a unique record_id (pandera).",
+        COMPLETENESS: "Every landing row is scored or quarantined, none twice; counts per stage in metadata.",
+        DRIFT: "Drift of the outputs and the most important inputs against the reference recorded with the "
+               "model version; ERROR above the alert threshold, WARN above warn, passes below a minimum sample.",
+        MODEL_VERSION: f"Every row was scored by the version `{p.model_alias}` named when the run started.",
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        specs = [dg.AssetCheckSpec(check_name(p, pred, kind), asset=p.key(pred), description=text, blocking=True,
+                                   partitions_def=p.partitions_def) for kind, text in descriptions.items()]
+
+    @dg.multi_asset_check(specs=specs, can_subset=True, name=f"{p.name}__{pred}_checks")
+    def _prediction_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource,
+                           model_registry: ModelRegistryResource, quality: QualityResource):
+        """The four checks on the predictions in one step (one pod in production), each selectable alone."""
+        date = validate_partition_key(context.partition_key)
+        for key in context.selected_asset_check_keys:
+            kind = key.name.removeprefix(f"{pred}_")
+            if kind == SCHEMA:
+                result = (_schema_result(p.predictions_schema, p.lake(lake).read(pred, date))
+                          if p.predictions_schema is not None else dg.AssetCheckResult(passed=True))
+            elif kind == COMPLETENESS:
+                result = _completeness(p, date, lake)
+            elif kind == DRIFT:
+                result = _drift(p, date, lake, model_registry, quality)
+            else:
+                result = _model_version(p, date, context, lake, model_registry)
+            yield dg.AssetCheckResult(asset_key=key.asset_key, check_name=key.name, passed=result.passed,
+                                      severity=result.severity, metadata=result.metadata)
+
+    return [*checks, _prediction_checks]

@@ -1,0 +1,50 @@
+"""The publish gate across runs: publish a partition only if the latest materialization of its
+predictions has every blocking check evaluated, passed, and aimed at that materialization."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+
+@dataclass
+class GateResult:
+    run_id: str
+    storage_id: int
+    checks: list[str]
+
+
+def require_published_checks(instance: dg.DagsterInstance, asset_key: dg.AssetKey, check_names: list[str],
+                             partition: str) -> GateResult:
+    """Raise a non-retryable `dg.Failure` naming each failed, missing or stale check; else return."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1).records
+    if not records:
+        raise dg.Failure(f"{asset_key.to_user_string()} has no materialization for {partition}: nothing to publish",
+                         allow_retries=False)
+    mat = records[0]
+    keys = [dg.AssetCheckKey(asset_key, name) for name in check_names]
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        keys, partition_filter=PartitionKeyFilter(key=partition))
+    problems = []
+    for key in keys:
+        record = latest.get(key)
+        if record is None or record.event is None or record.status == AssetCheckExecutionRecordStatus.PLANNED:
+            problems.append(f"{key.name}: not evaluated")
+            continue
+        evaluation = record.event.dagster_event.event_specific_data if record.event.dagster_event else None
+        target = getattr(evaluation, "target_materialization_data", None)
+        if target is None or target.storage_id != mat.storage_id:
+            problems.append(f"{key.name}: evaluated against an older materialization, not run {mat.run_id}")
+        elif not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            problems.append(f"{key.name}: failed (run {record.run_id})")
+    if problems:
+        raise dg.Failure(
+            description=f"refusing to publish {asset_key.to_user_string()} {partition}: "
+            + "; ".join(problems) + ". Re-materialize the partition with its checks, or re-run the checks "
+            "(runbook docs/runbooks/F2.md).",
+            metadata={"partition": partition, "predictions_run_id": mat.run_id}, allow_retries=False)
+    return GateResult(mat.run_id, mat.storage_id, [k.name for k in keys])

@@ -1,0 +1,1 @@
+"""Pipelines of this code location: one folder each, with its defs.yaml and its own code."""

@@ -1,0 +1,1 @@
+"""The support-tickets example: a day of customer tickets embedded with all-MiniLM-L6-v2."""

@@ -1,0 +1,193 @@
+"""Drift of a day of text embeddings against the reference recorded with the model version.
+
+Two metrics:
+
+- **centroid cosine distance**: 1 - cos(mean of the day's normalised embeddings, the reference
+  centroid). With no drift it is sampling noise, which shrinks as 1/rows (the distance is
+  quadratic in the mean's error). The reference records the noise at a fixed sample size by
+  bootstrap (day-sized resamples of the reference), so the thresholds for a day of any size are
+  `max(floor, multiplier x q99 noise x ref_rows / rows)`: derived from the reference's own spread,
+  with an absolute floor for the day-to-day variation iid resampling cannot see.
+- **text length PSI** over the reference's quantile bins (the usual 0.1 / 0.25 bands).
+
+A day below `min_rows` rows is "insufficient_sample" and passes: its mean is too noisy to judge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+OK, WARN, ALERT, INSUFFICIENT = "ok", "warn", "alert", "insufficient_sample"
+REFERENCE_KIND = "batch_inference.embedding_drift.v1"
+_EPS = 1e-4
+_RANK = {OK: 0, INSUFFICIENT: 0, WARN: 1, ALERT: 2}
+
+
+@dataclass(frozen=True)
+class EmbeddingDriftThresholds:
+    """Defaults calibrated on the support-tickets generator (see the tests)."""
+
+    min_rows: int = 200
+    noise_warn: float = 4.0     # x the q99 bootstrap distance at the day's size
+    noise_alert: float = 10.0
+    cosine_warn_floor: float = 0.02
+    cosine_alert_floor: float = 0.05
+    psi_warn: float = 0.1
+    psi_alert: float = 0.25
+
+
+@dataclass
+class MetricRow:
+    metric: str
+    value: float
+    warn: float
+    alert: float
+    status: str
+
+
+@dataclass
+class EmbeddingDriftReport:
+    status: str
+    rows: int
+    metrics: list[MetricRow] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "rows": self.rows, "metrics": [asdict(m) for m in self.metrics]}
+
+    def as_markdown(self) -> str:
+        lines = ["| metric | value | warn | alert | status |", "|---|---:|---:|---:|---|"]
+        lines += [f"| {m.metric} | {m.value:.4f} | {m.warn:.4f} | {m.alert:.4f} | {m.status} |"
+                  for m in self.metrics]
+        return "\n".join(lines)
+
+
+def embedding_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A fixed-size (or plain) list column of floats to a (rows x dimension) float32 matrix."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if len(column) == 0:
+        return np.zeros((0, 0), np.float32)
+    if column.null_count:
+        column = column.filter(column.is_valid())
+    if pa.types.is_fixed_size_list(column.type):
+        dim = column.type.list_size
+    else:
+        dim = len(column[0].as_py())
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return np.asarray(flat, dtype=np.float32).reshape(-1, dim)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x).all(axis=1)]
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.clip(norms, 1e-12, None)
+
+
+def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """1 - cos(a, b) for two vectors (0 when either is zero)."""
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0 or nb == 0:
+        return 0.0
+    return float(1.0 - np.dot(a, b) / (na * nb))
+
+
+def _length_bins(lengths: np.ndarray, bins: int) -> dict[str, list[float]]:
+    lengths = lengths[np.isfinite(lengths)]
+    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, bins + 1)[1:-1])) if len(lengths) else np.zeros(0)
+    counts = np.bincount(np.searchsorted(edges, lengths, side="right"), minlength=len(edges) + 1)
+    return {"edges": edges.tolist(), "proportions": (counts / max(1, len(lengths))).tolist()}
+
+
+def psi(reference: dict[str, list[float]], values: np.ndarray) -> float:
+    """Population stability index of `values` over the reference's bins."""
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return 0.0
+    edges = np.asarray(reference["edges"], dtype=np.float64)
+    expected = np.asarray(reference["proportions"], dtype=np.float64)
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(expected))
+    actual = counts / len(values)
+    expected, actual = np.clip(expected, _EPS, None), np.clip(actual, _EPS, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def build_reference(embeddings: np.ndarray, text_lengths: np.ndarray, *, day_rows: int | None = None,
+                    bins: int = 10, bootstrap: int = 200, seed: int = 0) -> dict[str, Any]:
+    """The reference of a model version: centroid, bootstrap noise of a day's distance, length bins.
+
+    `day_rows` is the size of the resamples (a typical day; default: half the reference, at
+    most 5,000). Resampling is with replacement, as a day is a fresh draw of the population.
+    """
+    x = _normalise(embeddings)
+    if len(x) < 2:
+        raise ValueError(f"need at least 2 embeddings for a drift reference, got {len(x)}")
+    centroid = x.mean(axis=0)
+    m = int(day_rows) if day_rows else min(5_000, len(x) // 2)
+    m = max(1, min(m, len(x)))
+    rng = np.random.default_rng(seed)
+    distances = np.array([cosine_distance(x[rng.integers(0, len(x), size=m)].mean(axis=0), centroid)
+                          for _ in range(bootstrap)])
+    q = np.quantile(distances, [0.5, 0.9, 0.99])
+    return {
+        "kind": REFERENCE_KIND,
+        "rows": int(len(x)),
+        "dimension": int(x.shape[1]),
+        "centroid": centroid.astype(np.float32).tolist(),
+        "centroid_norm": float(np.linalg.norm(centroid)),
+        "day_rows": m,
+        "noise": {"rows": m, "bootstrap": int(bootstrap), "q50": float(q[0]), "q90": float(q[1]),
+                  "q99": float(q[2]), "max": float(distances.max())},
+        "text_length": _length_bins(np.asarray(text_lengths, dtype=np.float64), bins),
+    }
+
+
+def _status(value: float, warn: float, alert: float) -> str:
+    return ALERT if value > alert else WARN if value > warn else OK
+
+
+def compare_day(reference: dict[str, Any], embeddings: np.ndarray, text_lengths: np.ndarray | None = None,
+                thresholds: EmbeddingDriftThresholds | None = None) -> EmbeddingDriftReport:
+    """Drift of one day's embeddings (and text lengths) against `reference`."""
+    t = thresholds or EmbeddingDriftThresholds()
+    if reference.get("kind") != REFERENCE_KIND:
+        raise ValueError(f"not an embedding drift reference: kind={reference.get('kind')!r}")
+    x = _normalise(embeddings) if len(embeddings) else np.zeros((0, reference["dimension"]))
+    rows = len(x)
+    if rows < t.min_rows:
+        return EmbeddingDriftReport(INSUFFICIENT, rows, [
+            MetricRow("rows", float(rows), float(t.min_rows), float(t.min_rows), INSUFFICIENT)])
+    if x.shape[1] != reference["dimension"]:
+        raise ValueError(f"embedding dimension {x.shape[1]} != reference's {reference['dimension']}")
+    noise = reference["noise"]["q99"] * reference["noise"]["rows"] / rows
+    warn = max(t.cosine_warn_floor, t.noise_warn * noise)
+    alert = max(t.cosine_alert_floor, t.noise_alert * noise, warn)
+    distance = cosine_distance(x.mean(axis=0), np.asarray(reference["centroid"], dtype=np.float64))
+    metrics = [MetricRow("centroid_cosine_distance", distance, warn, alert, _status(distance, warn, alert))]
+    if text_lengths is not None and reference.get("text_length", {}).get("proportions"):
+        value = psi(reference["text_length"], np.asarray(text_lengths, dtype=np.float64))
+        metrics.append(MetricRow("text_length_psi", value, t.psi_warn, t.psi_alert,
+                                 _status(value, t.psi_warn, t.psi_alert)))
+    status = max((m.status for m in metrics), key=_RANK.__getitem__)
+    return EmbeddingDriftReport(status, rows, metrics)
+
+
+def compare_tables(reference: dict[str, Any], embeddings: pa.Table, features: pa.Table | None = None,
+                   thresholds: EmbeddingDriftThresholds | None = None, *, embedding_column: str = "embedding",
+                   length_column: str = "text_length") -> EmbeddingDriftReport:
+    """`compare_day` over a day's output partition and (optionally) its features partition.
+
+    Text lengths are taken from the feature rows that were embedded (joined on record_id).
+    """
+    matrix = embedding_matrix(embeddings.column(embedding_column))
+    lengths = None
+    if features is not None and length_column in features.column_names:
+        import pyarrow.compute as pc
+
+        kept = pc.is_in(features.column("record_id"), value_set=embeddings.column("record_id").combine_chunks())
+        lengths = features.filter(kept).column(length_column).to_numpy(zero_copy_only=False)
+    return compare_day(reference, matrix, lengths, thresholds)

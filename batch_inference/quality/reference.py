@@ -1,0 +1,98 @@
+"""The reference distribution a model version records at training time, for drift checks later.
+
+One entry per column (the score and each feature), JSON-serialisable:
+
+- `n`: finite values it was built from (the sampling noise of the reference itself);
+- `edges` / `proportions`: bins for PSI: quantile bins for continuous columns, one bin per value
+  for columns with few distinct values;
+- `percentiles` / `cdf`: the 0..100th percentiles and the reference's empirical CDF at each of
+  them (exact also where a value is tied across many percentiles), for KS;
+- `distinct`, `mode_share`: how discrete / tied the column is; `continuous`: whether KS applies;
+- `importance`: |correlation| with the score, used to pick the features worth checking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+REFERENCE_BINS = 10
+PERCENTILES = 101
+FORMAT_VERSION = 2
+# KS needs a continuous distribution: at least this many distinct values, and no single value
+# holding more than this share of the rows (point masses make the KS statistic lumpy).
+KS_MIN_DISTINCT = 50
+KS_MAX_MODE_SHARE = 0.05
+# Score and importance are computed on at most this many rows (as training always did).
+SAMPLE_ROWS = 100_000
+
+
+def column_reference(values: np.ndarray, bins: int = REFERENCE_BINS) -> dict:
+    """The reference entry (bins, percentiles, CDF, tie statistics) of one column's values."""
+    values = np.asarray(values, dtype=np.float64)
+    values = np.sort(values[np.isfinite(values)])
+    n = len(values)
+    if n == 0:
+        return {"version": FORMAT_VERSION, "n": 0, "edges": [], "proportions": [], "percentiles": [],
+                "cdf": [], "distinct": 0, "mode_share": 0.0, "continuous": False}
+    distinct, counts = np.unique(values, return_counts=True)
+    if len(distinct) > bins:
+        inner = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))[1:-1]
+    else:  # a few distinct values (flags, counts): one bin per value, split at the midpoints
+        inner = (distinct[:-1] + distinct[1:]) / 2
+    per_bin = np.bincount(np.searchsorted(inner, values, side="right"), minlength=len(inner) + 1)
+    percentiles = np.quantile(values, np.linspace(0, 1, PERCENTILES))
+    mode_share = float(counts.max() / n)
+    return {
+        "version": FORMAT_VERSION,
+        "n": int(n),
+        "edges": inner.tolist(),
+        "proportions": (per_bin / n).tolist(),
+        "percentiles": percentiles.tolist(),
+        "cdf": (np.searchsorted(values, percentiles, side="right") / n).tolist(),
+        "distinct": int(len(distinct)),
+        "mode_share": round(mode_share, 6),
+        "continuous": bool(len(distinct) >= KS_MIN_DISTINCT and mode_share <= KS_MAX_MODE_SHARE),
+    }
+
+
+def _importance(column: np.ndarray, scores: np.ndarray) -> float:
+    ok = np.isfinite(column) & np.isfinite(scores)
+    if ok.sum() < 2 or column[ok].std() == 0 or scores[ok].std() == 0:
+        return 0.0
+    return round(float(abs(np.corrcoef(column[ok], scores[ok])[0, 1])), 6)
+
+
+def build_reference(features: Mapping[str, np.ndarray], scores: np.ndarray,
+                    bins: int = REFERENCE_BINS) -> dict[str, dict]:
+    """The drift reference of a model version: `score` plus one entry per feature.
+
+    `features` are the training rows' feature columns (all rows: bins and percentiles);
+    `scores` the model's scores of the first rows (at most SAMPLE_ROWS are used), aligned
+    with the first rows of every feature, which give each feature's importance.
+    """
+    scores = np.asarray(scores, dtype=np.float64)[:SAMPLE_ROWS]
+    reference = {"score": {**column_reference(scores, bins), "importance": 1.0}}
+    for name, column in features.items():
+        column = np.asarray(column, dtype=np.float64)
+        reference[name] = {**column_reference(column, bins),
+                           "importance": _importance(column[:len(scores)], scores[:len(column)])}
+    return reference
+
+
+def reference_problems(entry: object) -> list[str]:
+    """Why a reference entry cannot be used for drift (empty list: usable)."""
+    if not isinstance(entry, Mapping) or not entry:
+        return ["empty reference entry"]
+    problems = []
+    edges, proportions = entry.get("edges"), entry.get("proportions")
+    if not isinstance(edges, list) or not isinstance(proportions, list) or not proportions:
+        problems.append("no PSI bins (edges/proportions)")
+    elif len(proportions) != len(edges) + 1:
+        problems.append(f"{len(edges)} edges for {len(proportions)} bins")
+    elif not np.all(np.isfinite(proportions)) or abs(sum(proportions) - 1.0) > 1e-3:
+        problems.append("bin proportions do not sum to 1")
+    if entry.get("n") == 0:
+        problems.append("built from 0 values")
+    return problems
