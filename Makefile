@@ -14,7 +14,7 @@ BENCH_HOME ?= $(CURDIR)/bench_home
 BENCH_ROWS ?= 4000000
 export BENCH_HOME BENCH_ROWS
 
-.PHONY: install demo dev test lint bench clean
+.PHONY: install demo dev test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -37,8 +37,14 @@ dev: install
 lint: install
 	$(VENV)/bin/ruff check batch_inference batch_inference_tests
 
+# The full suite (what CI runs): unit, integration (real dagster/daemon/webserver processes, MLflow
+# server, moto S3, Postgres, Pushgateway, promtool, Chromium) and `dg check defs`.
 test: install lint
 	$(VENV)/bin/pytest -q
+
+# While you work: unit tests plus one end-to-end day in-process (a few minutes).
+test-fast: install lint
+	$(VENV)/bin/pytest -q -m "not integration"
 
 bench: install
 	$(PY) -m batch_inference.bench

@@ -23,6 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batch_inference.settings import load_settings
+
 BENCH_DATE = "2026-01-01"
 FEATURES = tuple(f"f{i:02d}" for i in range(64))
 
@@ -41,15 +43,10 @@ def _env(home: Path) -> dict[str, str]:
 
 def prepare(home: Path, rows: int) -> None:
     """Write the features partition (and an ids-only landing file) and register the champion."""
-    from batch_inference.lake import ROW_GROUP_ROWS, Lake
-    from batch_inference.modeling.artifact import ModelConfig
-    from batch_inference.modeling.network import RiskMLP
-    from batch_inference.modeling.registry import ModelRegistry
-    from batch_inference.modeling.training import TrainedModel
-    from batch_inference.settings import load_settings
+    from batch_inference.lake import ROW_GROUP_ROWS
 
     settings = load_settings(_env(home))
-    lake = Lake(settings.lake_uri)
+    lake = _lake(settings)
     marker = home / f".prepared-{rows}-rg{ROW_GROUP_ROWS}"
     if not marker.exists():
         schema = pa.schema([("record_id", pa.string())] + [(f, pa.float32()) for f in FEATURES])
@@ -67,14 +64,48 @@ def prepare(home: Path, rows: int) -> None:
         pq.write_table(pa.table({"record_id": pa.concat_arrays(ids_all)}),
                        landing / f"transactions_{BENCH_DATE}.parquet")
         marker.touch()
-    registry = ModelRegistry(settings.mlflow_tracking_uri, settings.model_name, settings.mlflow_artifact_root)
+    registry = _registry(settings)
     if registry.champion() is None:
+        import tempfile
+
         import torch
+
+        from batch_inference.defs.card_fraud.network import MODEL_FORMAT, RiskMLP, model_config, save_model
+        from batch_inference.modeling.artifact import REFERENCE_FILE
+        from batch_inference.plugins.protocols import TrainedArtifact
+        from batch_inference.quality.reference import build_reference
 
         torch.manual_seed(0)
         model = RiskMLP(len(FEATURES), (256, 256)).eval()
-        ref = registry.register(TrainedModel(model, ModelConfig(FEATURES, (256, 256)), {"bench": 1.0}))
+        sample = lake.read("features", BENCH_DATE).slice(0, 100_000)
+        x = np.stack([sample.column(f).to_numpy() for f in FEATURES], axis=1)
+        with torch.inference_mode():
+            scores = torch.sigmoid(model(torch.from_numpy(x))).numpy()
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = Path(tmp) / "model"
+            save_model(model, model_config(FEATURES, (256, 256)), directory)
+            reference = build_reference({f: x[:, i] for i, f in enumerate(FEATURES)}, scores)
+            (directory / REFERENCE_FILE).write_text(json.dumps(reference))
+            ref = registry.register(TrainedArtifact(directory, MODEL_FORMAT, {"bench": 1.0}))
         registry.set_champion(ref.version)
+
+
+PIPELINE = "card_fraud"
+MODEL_NAME = "transaction_risk"
+
+
+def _lake(settings):
+    from batch_inference.lake import Lake
+
+    return Lake(f"{settings.lake_uri}/{PIPELINE}")
+
+
+def _registry(settings):
+    from batch_inference.defs.card_fraud.network import MODEL_FORMAT, RiskMLPFormat
+    from batch_inference.modeling.registry import ModelRegistry
+
+    return ModelRegistry(settings.mlflow_tracking_uri, MODEL_NAME, settings.mlflow_artifact_root,
+                         formats={MODEL_FORMAT: RiskMLPFormat()})
 
 
 def _peak_rss_mb() -> float:
@@ -83,27 +114,21 @@ def _peak_rss_mb() -> float:
 
 def run_engine(home: Path) -> dict:
     """The project's engine on the bench partition (model loaded from the registry)."""
-    from batch_inference.inference.engine import (
-        OUTPUT_SCHEMA,
-        EngineConfig,
-        InferenceEngine,
-        Provenance,
-        iter_batches,
-    )
+    from batch_inference.inference.engine import EngineConfig, InferenceEngine, Provenance, iter_batches
     from batch_inference.lake import Lake
-    from batch_inference.modeling.registry import ModelRegistry
-    from batch_inference.settings import load_settings
+    from batch_inference.plugins.heads import Probability
+    from batch_inference.plugins.tabular import FloatMatrix
 
     settings = load_settings(_env(home))
-    registry = ModelRegistry(settings.mlflow_tracking_uri, settings.model_name, settings.mlflow_artifact_root)
+    registry = _registry(settings)
     loaded = registry.load(registry.require_champion())
-    lake, scratch = Lake(settings.lake_uri), Lake(str(home / "scratch"))
+    lake, scratch = _lake(settings), Lake(str(home / "scratch"))
     config = EngineConfig()
-    engine = InferenceEngine(loaded.model, loaded.config.features, config)
+    engine = InferenceEngine(loaded.model, FloatMatrix.from_model(loaded.artifact), Probability(), config)
     started = time.perf_counter()
     source = lake.parquet_file("features", BENCH_DATE)
-    with scratch.writer("predictions", BENCH_DATE, OUTPUT_SCHEMA) as writer:
-        result = engine.run(iter_batches(source, config.read_batch_rows, ["record_id", *loaded.config.features]),
+    with scratch.writer("predictions", BENCH_DATE, engine.output_schema) as writer:
+        result = engine.run(iter_batches(source, config.read_batch_rows, ["record_id", *engine.columns]),
                             writer.write_batch, Provenance(loaded.ref.name, loaded.ref.version, "bench"))
     return {"rows": result.rows_scored, "seconds": time.perf_counter() - started}
 
@@ -112,11 +137,11 @@ def run_plain_loop(home: Path) -> dict:
     """Baseline: record batches, a read-ahead and a write-behind thread, 8k-row forward calls."""
     import torch
 
-    from batch_inference.modeling.network import RiskMLP
+    from batch_inference.defs.card_fraud.network import RiskMLP
 
     torch.manual_seed(0)
     model = RiskMLP(len(FEATURES), (256, 256)).eval()
-    source = home / "lake/features" / f"date={BENCH_DATE}" / "part-0.parquet"
+    source = home / "lake" / PIPELINE / "features" / f"date={BENCH_DATE}" / "part-0.parquet"
     target = home / "scratch" / "plain_loop.parquet"
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -156,7 +181,7 @@ def run_forward_only() -> dict:
     """The model alone on a tensor already in memory, 8k-row calls: the hardware's ceiling."""
     import torch
 
-    from batch_inference.modeling.network import RiskMLP
+    from batch_inference.defs.card_fraud.network import RiskMLP
 
     torch.manual_seed(0)
     model = RiskMLP(len(FEATURES), (256, 256)).eval()
@@ -176,13 +201,13 @@ def run_materialize(home: Path) -> dict:
     started = time.perf_counter()
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "batch_inference.definitions",
-         "--select", "predictions", "--partition", BENCH_DATE],
+         "--select", f"{PIPELINE}/predictions", "--partition", BENCH_DATE],
         env=_env(home), capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"materialize failed:\n{proc.stderr[-3000:]}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    rows = pq.ParquetFile(home / "lake/predictions" / f"date={BENCH_DATE}" / "part-0.parquet").metadata.num_rows
+    rows = pq.ParquetFile(home / "lake" / PIPELINE / "predictions" / f"date={BENCH_DATE}" / "part-0.parquet").metadata.num_rows
     return {"rows": rows, "seconds": seconds, "peak_rss_mb": peak}
 
 

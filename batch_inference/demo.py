@@ -63,8 +63,10 @@ def summary(settings: Settings, info: PipelineInfo, checks: dict[str, str]) -> s
     """A per-day table: what landed, what was scored and quarantined, by which model, the checks."""
     from batch_inference import serving
 
-    pipeline = info.name
-    serving_asset = info.asset("serving", "serving_predictions")
+    from batch_inference.validation import validate_identifier
+
+    pipeline = validate_identifier(info.name)  # identifiers in the SQL below are validated names
+    serving_asset = validate_identifier(info.asset("serving", "serving_predictions"))
     lines = [f"{pipeline}", f"  {'date':<12}{'landed':>9}{'scored':>9}{'quarant.':>9}  {'model':<26}checks"]
     con = serving.connect(settings.lake_uri)
     try:
@@ -72,7 +74,7 @@ def summary(settings: Settings, info: PipelineInfo, checks: dict[str, str]) -> s
             f"SELECT CAST(date AS VARCHAR), count(*), any_value(model_name || ' v' || model_version) "  # noqa: S608
             f"FROM {pipeline}.{serving_asset} GROUP BY 1 ORDER BY 1").fetchall()
         quarantined = dict(con.execute(
-            f"SELECT CAST(date AS VARCHAR), count(*) FROM {pipeline}.quarantine GROUP BY 1").fetchall()) \
+            f"SELECT CAST(date AS VARCHAR), count(*) FROM {pipeline}.quarantine GROUP BY 1").fetchall()) \  # noqa: S608
             if _has_view(con, pipeline, "quarantine") else {}
     finally:
         con.close()

@@ -1,22 +1,59 @@
-"""Shared fixtures: an isolated data root per test and a small trained, registered model."""
+"""Shared fixtures: an isolated data root per test and a small trained, registered card-fraud model."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import dagster as dg
 import pyarrow as pa
 import pytest
 
-from batch_inference.cli import write_landing_file
-from batch_inference.features import FEATURE_COLUMNS, compute_features
-from batch_inference.generator import generate_transactions
+from batch_inference.defs.card_fraud.features import compute_features
+from batch_inference.defs.card_fraud.generator import generate_transactions
+from batch_inference.defs.card_fraud.network import MODEL_FORMAT, RiskMLPFormat, save_model
+from batch_inference.defs.card_fraud.training import TrainingParams, train
+from batch_inference.defs.card_fraud.vocabulary import FEATURE_COLUMNS
+from batch_inference.lake import Lake
+from batch_inference.modeling.artifact import REFERENCE_FILE
 from batch_inference.modeling.registry import ModelRegistry
-from batch_inference.modeling.training import TrainingParams, train
+from batch_inference.pipelines import write_landing_file
+from batch_inference.plugins.protocols import TrainedArtifact
 from batch_inference.settings import Settings, load_settings
 
 DAYS = ("2026-01-05", "2026-01-06")
 SMALL = TrainingParams(hidden_sizes=(32, 32), epochs=6, batch_size=256, max_rows=20_000)
+PIPELINE = "card_fraud"
+MODEL_NAME = "transaction_risk"
+
+__all__ = ["write_landing_file"]
+
+
+def key(asset: str) -> dg.AssetKey:
+    """An asset key of the card-fraud pipeline, e.g. `card_fraud/predictions`."""
+    return dg.AssetKey([PIPELINE, asset])
+
+
+def job(name: str) -> str:
+    """A job name of the card-fraud pipeline, e.g. `card_fraud_score_day`."""
+    return f"{PIPELINE}_{name}"
+
+
+def pipeline_lake(settings: Settings) -> Lake:
+    return Lake(f"{settings.lake_uri}/{PIPELINE}")
+
+
+def fraud_registry(settings: Settings) -> ModelRegistry:
+    return ModelRegistry(settings.mlflow_tracking_uri, MODEL_NAME, settings.mlflow_artifact_root,
+                         formats={MODEL_FORMAT: RiskMLPFormat()})
+
+
+def artifact_of(trained, directory: Path) -> TrainedArtifact:
+    """A registrable version (weights, config, reference) of a trained card-fraud model."""
+    save_model(trained.model, trained.config, directory)
+    (directory / REFERENCE_FILE).write_text(json.dumps(trained.reference))
+    return TrainedArtifact(directory, MODEL_FORMAT, trained.metrics)
 
 
 @pytest.fixture
@@ -26,7 +63,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("BATCH_INFERENCE_HOME", str(root))
     monkeypatch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
     for name in ("BATCH_INFERENCE_LAKE_URI", "BATCH_INFERENCE_LANDING_URI", "MLFLOW_TRACKING_URI",
-                 "BATCH_INFERENCE_WAREHOUSE", "BATCH_INFERENCE_ENV"):
+                 "BATCH_INFERENCE_WAREHOUSE_SQL", "BATCH_INFERENCE_ENV"):
         monkeypatch.delenv(name, raising=False)
     (root / "dagster_home").mkdir(parents=True)
     return load_settings()
@@ -40,10 +77,10 @@ def trained_small():
 
 
 @pytest.fixture
-def registry(home: Settings, trained_small) -> ModelRegistry:
+def registry(home: Settings, trained_small, tmp_path: Path) -> ModelRegistry:
     """A real MLflow (sqlite) registry in the test's data root with a champion registered."""
-    reg = ModelRegistry(home.mlflow_tracking_uri, home.model_name, home.mlflow_artifact_root)
-    ref = reg.register(trained_small)
+    reg = fraud_registry(home)
+    ref = reg.register(artifact_of(trained_small, tmp_path / "artifact"))
     reg.set_champion(ref.version)
     return reg
 
@@ -61,22 +98,16 @@ def dagster_instance(home: Settings):
     """A real DagsterInstance in the test's DAGSTER_HOME, with the project's dagster.yaml."""
     import shutil
 
-    import dagster as dg
-
     shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", home.dagster_home / "dagster.yaml")
     with dg.DagsterInstance.get() as inst:
         yield inst
 
 
-def project_defs(settings: Settings):
+def project_defs(settings: Settings) -> dg.Definitions:
     """The project's Definitions with resources pointing at `settings` (a test's data root)."""
-    import dagster as dg
+    from batch_inference.definitions import build_definitions
 
-    from batch_inference import definitions
-    from batch_inference.jobs import ALL_JOBS
-
-    return dg.Definitions(assets=definitions.defs.assets, asset_checks=definitions.defs.asset_checks,
-                          jobs=ALL_JOBS, resources=definitions.build_resources(settings))
+    return build_definitions(settings, "local")
 
 
 def subprocess_env(settings: Settings) -> dict[str, str]:

@@ -20,7 +20,7 @@ def quarantined_ids(lake: Lake, day: str) -> list:
 
 def assert_day_scored_once(settings: Settings, day: str, champion_version: str) -> None:
     """Landing ids = scored ids + quarantined; no duplicates; scores in [0, 1]; champion's version."""
-    lake = Lake(settings.lake_uri)
+    lake = Lake(f"{settings.lake_uri}/card_fraud")
     landing = pq.read_table(f"{settings.landing_uri}/transactions_{day}.parquet")
     preds = lake.read("predictions", day)
     scored = preds.column("record_id").to_pylist()

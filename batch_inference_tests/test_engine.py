@@ -6,15 +6,16 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from batch_inference.defs.card_fraud.network import RiskMLP
 from batch_inference.inference.engine import (
-    OUTPUT_SCHEMA,
     EngineConfig,
     InferenceEngine,
     Provenance,
     RejectedRows,
     iter_batches,
 )
-from batch_inference.modeling.network import RiskMLP
+from batch_inference.plugins.heads import Probability
+from batch_inference.plugins.tabular import FloatMatrix
 
 FEATURES = tuple(f"f{i:02d}" for i in range(8))
 
@@ -44,11 +45,11 @@ def _reference(table: pa.Table) -> dict[str, float]:
 
 def _run(table: pa.Table, read_rows: int, forward_rows: int, reject=None):
     out: list[pa.RecordBatch] = []
-    engine = InferenceEngine(_model(), FEATURES, EngineConfig(read_batch_rows=read_rows,
-                                                              forward_rows=forward_rows, device="cpu"))
+    engine = InferenceEngine(_model(), FloatMatrix(FEATURES), Probability(),
+                             EngineConfig(read_batch_rows=read_rows, forward_rows=forward_rows, device="cpu"))
     result = engine.run(table.to_batches(max_chunksize=read_rows), out.append,
                         Provenance("m", "3", "run-1"), reject=reject)
-    return result, pa.Table.from_batches(out, schema=OUTPUT_SCHEMA)
+    return result, pa.Table.from_batches(out, schema=engine.output_schema)
 
 
 @pytest.mark.parametrize(("read_rows", "forward_rows"), [(1, 1), (7, 3), (1000, 64), (4096, 8192)])
@@ -85,7 +86,7 @@ def test_non_finite_rows_are_rejected_with_reason_not_dropped():
 
 
 def test_writer_failure_propagates():
-    engine = InferenceEngine(_model(), FEATURES, EngineConfig(device="cpu", read_batch_rows=10))
+    engine = InferenceEngine(_model(), FloatMatrix(FEATURES), Probability(), EngineConfig(device="cpu", read_batch_rows=10))
 
     def broken(_batch):
         raise OSError("disk full")
@@ -99,7 +100,7 @@ def test_reader_failure_propagates():
         yield _table(10).to_batches()[0]
         raise ValueError("truncated file")
 
-    engine = InferenceEngine(_model(), FEATURES, EngineConfig(device="cpu"))
+    engine = InferenceEngine(_model(), FloatMatrix(FEATURES), Probability(), EngineConfig(device="cpu"))
     with pytest.raises(ValueError, match="truncated"):
         engine.run(batches(), lambda b: None, Provenance("m", "1", "r"))
 
@@ -109,7 +110,7 @@ def test_streams_from_parquet(tmp_path):
     pq.write_table(table, tmp_path / "f.parquet", row_group_size=1_000)
     source = pq.ParquetFile(tmp_path / "f.parquet")
     out: list[pa.RecordBatch] = []
-    engine = InferenceEngine(_model(), FEATURES, EngineConfig(device="cpu"))
+    engine = InferenceEngine(_model(), FloatMatrix(FEATURES), Probability(), EngineConfig(device="cpu"))
     batches = iter_batches(source, 1_500, ["record_id", *FEATURES])
     result = engine.run(batches, out.append, Provenance("m", "1", "r"))
     assert result.rows_scored == 10_000

@@ -4,8 +4,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from batch_inference.features import CATEGORY_FEATURES, FEATURE_COLUMNS, compute_features
-from batch_inference.generator import TRANSACTION_SCHEMA, generate_transactions
+from batch_inference.defs.card_fraud.features import compute_features
+from batch_inference.defs.card_fraud.generator import TRANSACTION_SCHEMA, generate_transactions
+from batch_inference.defs.card_fraud.vocabulary import CATEGORY_FEATURES, FEATURE_COLUMNS
 
 
 def _rows(rows: list[dict]) -> pa.Table:

@@ -2,7 +2,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from batch_inference.generator import TRANSACTION_SCHEMA, generate_transactions
+from batch_inference.defs.card_fraud.generator import TRANSACTION_SCHEMA, generate_transactions
 
 
 def test_deterministic_per_date():

@@ -7,8 +7,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from batch_inference.generator import generate_transactions
-from batch_inference.ingest import BadInputFileError, read_landing_file, split_valid
+from batch_inference.defs.card_fraud.generator import generate_transactions
+from batch_inference.defs.card_fraud.schemas import TransactionsSchema
+from batch_inference.defs.card_fraud.vocabulary import TRANSACTION_SCHEMA
+from batch_inference.ingest import BadInputFileError, read_landing_file, screen_rows
 
 FS = pafs.LocalFileSystem()
 
@@ -21,43 +23,93 @@ def _write(path, table):
 def test_missing_column_is_named(tmp_path):
     path = _write(tmp_path / "t.parquet", generate_transactions("2026-01-01", 10, drop_column="amount"))
     with pytest.raises(BadInputFileError, match=r"t\.parquet is missing required column\(s\) amount"):
-        read_landing_file(FS, path)
+        read_landing_file(FS, path, TRANSACTION_SCHEMA)
 
 
 def test_zero_byte_and_truncated_files(tmp_path):
     (tmp_path / "empty.parquet").write_bytes(b"")
     with pytest.raises(BadInputFileError, match="empty.parquet is empty"):
-        read_landing_file(FS, str(tmp_path / "empty.parquet"))
+        read_landing_file(FS, str(tmp_path / "empty.parquet"), TRANSACTION_SCHEMA)
     good = tmp_path / "good.parquet"
     _write(good, generate_transactions("2026-01-01", 1000))
     (tmp_path / "cut.parquet").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(BadInputFileError, match="cut.parquet is not a readable Parquet file"):
-        read_landing_file(FS, str(tmp_path / "cut.parquet"))
+        read_landing_file(FS, str(tmp_path / "cut.parquet"), TRANSACTION_SCHEMA)
 
 
 def test_wrong_type_is_named(tmp_path):
     t = generate_transactions("2026-01-01", 10)
     t = t.set_column(t.schema.get_field_index("amount"), "amount", pa.array(["ten"] * 10))
-    with pytest.raises(BadInputFileError, match="column 'amount' has type string"):
-        read_landing_file(FS, _write(tmp_path / "t.parquet", t))
+    with pytest.raises(BadInputFileError, match="amount.*string"):
+        read_landing_file(FS, _write(tmp_path / "t.parquet", t), TRANSACTION_SCHEMA)
 
 
 def test_valid_empty_file_is_a_quiet_day(tmp_path):
     t = generate_transactions("2026-01-01", 0)
-    assert read_landing_file(FS, _write(tmp_path / "t.parquet", t)).num_rows == 0
+    assert read_landing_file(FS, _write(tmp_path / "t.parquet", t), TRANSACTION_SCHEMA).num_rows == 0
 
 
 def test_every_row_is_valid_or_quarantined_once():
     t = generate_transactions("2026-01-01", 20_000, corrupt_rate=0.05)
-    valid, bad = split_valid(t)
+    valid, bad = screen_rows(t, TransactionsSchema, "transactions")
     assert valid.num_rows + bad.num_rows == t.num_rows
     assert bad.num_rows > 500
     reasons = set(bad.column("reason").to_pylist())
-    assert {"null amount", "non-finite amount", "unknown merchant_category", "null record_id",
-            "duplicate record_id"} <= reasons
-    assert any(r.startswith("amount out of range") for r in reasons)
+    assert {"null record_id", "duplicate record_id"} <= reasons
+    for column in ("amount", "merchant_category"):
+        assert any(r.startswith(f"{column}: ") for r in reasons), column
+    assert any("greater_than_or_equal_to(0)" in r for r in reasons)
     assert set(bad.column("stage").to_pylist()) == {"transactions"}
     ids = valid.column("record_id").to_pylist()
     assert len(ids) == len(set(ids)) and None not in ids
     original = json.loads(bad.column("original")[0].as_py())
     assert set(original) >= {"record_id", "amount", "merchant_category"}
+
+
+DAY = "2026-01-01"
+# One bad row per constrained column and constraint: the row rules come from the schema the check uses.
+BAD_ROWS = [
+    ("is_fraud", None, "is_fraud"), ("is_fraud", 7, "is_fraud"), ("customer_id", -3, "customer_id"),
+    ("customer_id", None, "customer_id"), ("amount", None, "amount"), ("amount", float("nan"), "amount"),
+    ("amount", float("inf"), "amount"), ("amount", -1.0, "amount"), ("amount", 2e6, "amount"),
+    ("merchant_category", "unknown", "merchant_category"), ("merchant_country", "XX", "merchant_country"),
+    ("card_country", None, "card_country"), ("card_present", None, "card_present"),
+    ("event_time", None, "event_time"), ("record_id", None, "null record_id"), ("record_id", "", "empty record_id"),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "reason"), BAD_ROWS, ids=[f"{c}={v!r}" for c, v, _ in BAD_ROWS])
+def test_a_bad_row_is_quarantined_and_the_day_scored(column, value, reason):
+    t = generate_transactions(DAY, 50)
+    values = t.column(column).to_pylist()
+    values[7] = value
+    t = t.set_column(t.schema.get_field_index(column), column, pa.array(values, t.schema.field(column).type))
+    valid, bad = screen_rows(t, TransactionsSchema, "transactions", event_time="event_time", date=DAY)
+    assert (valid.num_rows, bad.num_rows) == (49, 1)
+    assert bad.column("reason")[0].as_py().startswith(reason)
+    assert TransactionsSchema.validate(valid.to_pandas(), lazy=True) is not None  # the check passes
+
+
+def test_events_outside_the_day_beyond_the_tolerance_are_quarantined():
+    import datetime as dt
+
+    t = generate_transactions(DAY, 20)
+    times = t.column("event_time").to_pylist()
+    times[0] = dt.datetime(2025, 12, 31, 23, 30, tzinfo=dt.UTC)  # 30 min early: inside a 1 h tolerance
+    times[1] = dt.datetime(2025, 12, 30, 12, 0, tzinfo=dt.UTC)  # two days early
+    times[2] = dt.datetime(2026, 1, 2, 3, 0, tzinfo=dt.UTC)  # 3 h late
+    t = t.set_column(1, "event_time", pa.array(times, t.schema.field("event_time").type))
+    valid, bad = screen_rows(t, TransactionsSchema, "transactions", event_time="event_time", date=DAY,
+                             tolerance=dt.timedelta(hours=1))
+    assert valid.num_rows == 18
+    assert all("outside the partition's day 2026-01-01" in r for r in bad.column("reason").to_pylist())
+
+
+def test_a_symlinked_landing_file_is_refused(tmp_path):
+    real = tmp_path / "elsewhere.parquet"
+    _write(real, generate_transactions(DAY, 5))
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "transactions_2026-01-01.parquet").symlink_to(real)
+    with pytest.raises(BadInputFileError, match="symbolic link"):
+        read_landing_file(FS, str(landing / "transactions_2026-01-01.parquet"), TRANSACTION_SCHEMA, root=str(landing))

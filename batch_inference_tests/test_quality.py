@@ -4,13 +4,23 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from batch_inference.features import compute_features
-from batch_inference.generator import generate_transactions
-from batch_inference.ingest import split_valid
-from batch_inference.modeling.training import reference_histogram
+from batch_inference.defs.card_fraud.features import compute_features
+from batch_inference.defs.card_fraud.generator import generate_transactions
+from batch_inference.defs.card_fraud.schemas import FeaturesSchema, PredictionsSchema, TransactionsSchema
+from batch_inference.ingest import screen_rows
 from batch_inference.quality.completeness import check_completeness
-from batch_inference.quality.drift import ALERT, OK, WARN, DriftThresholds, compare, ks_statistic, psi
-from batch_inference.quality.schemas import FeaturesSchema, PredictionsSchema, TransactionsSchema, validate
+from batch_inference.quality.drift import (
+    ALERT,
+    INSUFFICIENT_SAMPLE,
+    OK,
+    WARN,
+    DriftThresholds,
+    compare,
+    ks_statistic,
+    psi,
+)
+from batch_inference.quality.reference import column_reference as reference_histogram
+from batch_inference.quality.schema_validation import validate
 
 
 def _predictions(n: int = 100) -> pa.Table:
@@ -27,7 +37,7 @@ def _predictions(n: int = 100) -> pa.Table:
 
 
 def test_clean_data_passes_every_schema():
-    valid, _ = split_valid(generate_transactions("2026-01-01", 2_000))
+    valid, _ = screen_rows(generate_transactions("2026-01-01", 2_000), TransactionsSchema, "transactions")
     assert validate(TransactionsSchema, valid).passed
     assert validate(FeaturesSchema, compute_features(valid)).passed
     assert validate(PredictionsSchema, _predictions()).passed
@@ -76,10 +86,12 @@ def test_drift_status_bands():
     assert compare(reference, {"x": rng.normal(size=20_000)}, t).status == OK
     assert compare(reference, {"x": rng.normal(loc=0.3, size=20_000)}, t).status == WARN
     assert compare(reference, {"x": rng.normal(loc=2.0, size=20_000)}, t).status == ALERT
-    strict = DriftThresholds(psi_warn=0.001, psi_alert=0.002, ks_warn=0.001, ks_alert=0.002)
-    assert compare(reference, {"x": rng.normal(size=20_000)}, strict).status == ALERT
-    table = compare(reference, {"x": rng.normal(size=100), "unknown": np.zeros(3)}, t).as_markdown()
-    assert "| x |" in table and "unknown" not in table
+    # Below the minimum sample a day is not judged; an empty reference is an ERROR, never a pass.
+    assert compare(reference, {"x": rng.normal(loc=2.0, size=100)}, t).status == INSUFFICIENT_SAMPLE
+    empty = compare({}, {"x": rng.normal(size=20_000)}, t)
+    assert empty.status == ALERT and empty.features_checked == 0
+    table = compare(reference, {"x": rng.normal(size=1_000), "unknown": np.zeros(3)}, t).as_markdown()
+    assert "| x |" in table
 
 
 @pytest.mark.parametrize(("scored", "quarantined", "passed"), [

@@ -20,7 +20,12 @@ from batch_inference.components.metadata import column_schema
 from batch_inference.components.pipeline import LEDGER, QUARANTINE, Pipeline
 from batch_inference.components.scoring import score_day
 from batch_inference.ingest import read_landing_file, screen_rows
-from batch_inference.resources import LakeResource, ModelRegistryResource, ObservabilityResource, WarehouseResource
+from batch_inference.resources import (
+    LakeResource,
+    ModelRegistryResource,
+    ObservabilityResource,
+    WarehouseResource,
+)
 from batch_inference.validation import validate_partition_key
 
 

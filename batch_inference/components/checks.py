@@ -16,7 +16,7 @@ from batch_inference.components.pipeline import QUARANTINE, Pipeline
 from batch_inference.ingest import read_landing_ids
 from batch_inference.plugins.loading import load_object
 from batch_inference.quality.completeness import check_completeness
-from batch_inference.quality.drift import ALERT, OK, WARN, DriftThresholds, compare
+from batch_inference.quality.drift import ALERT, WARN, DriftThresholds, compare
 from batch_inference.quality.schema_validation import validate
 from batch_inference.resources import LakeResource, ModelRegistryResource, QualityResource
 from batch_inference.validation import validate_partition_key

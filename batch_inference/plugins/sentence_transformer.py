@@ -158,7 +158,8 @@ class SentenceTransformerFormat:
         return LoadedArtifact(module=module, config=config, extras=extras)
 
 
-def _our_config(source: Path) -> dict[str, Any]:
+def version_config(source: Path) -> dict[str, Any]:
+    """Our `config.json` for the sentence-transformer in `source` (the wheel's model folder)."""
     st_config = json.loads((source / "sentence_bert_config.json").read_text())
     pooling = json.loads((source / "1_Pooling" / "config.json").read_text())
     if not pooling.get("pooling_mode_mean_tokens"):
@@ -249,7 +250,7 @@ def package_minilm(request: TrainingRequest) -> TrainedArtifact:
     out.mkdir(parents=True)
     for ours, theirs in PACKAGED_FILES.items():
         shutil.copyfile(source / theirs, out / ours)
-    config = _our_config(source)
+    config = version_config(source)
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
     # The loader wants a reference file; write an empty placeholder, then the real one.
     (out / REFERENCE_FILE).write_text("{}")

@@ -3,7 +3,8 @@
 Per read batch: null texts are refused ("null text"; an empty string is embedded), the rest are
 tokenised by the fast tokenizer (truncated at `max_seq_length`), sorted by token length (longest
 first) and cut into chunks whose padded size (rows x longest row) stays under a token cap, so a
-chunk of short texts carries many rows and one of long texts few. `Prepared.order` maps outputs
+chunk of short texts carries many rows and one of long texts few. A chunk also ends where rows
+get much shorter than its longest one, so that padding stays under about a quarter. `Prepared.order` maps outputs
 back: `restored = np.empty_like(values); restored[order] = values` is the input order.
 """
 
@@ -21,6 +22,9 @@ import torch
 from batch_inference.plugins.protocols import LoadedArtifact, Prepared
 
 NULL_TEXT = "null text"
+# A chunk of at least this many rows ends when a row would be padded to over 1/_MIN_FILL its length.
+_MIN_FILL = 0.75
+_MIN_SPLIT_ROWS = 16
 
 
 class TextTokens:
@@ -110,8 +114,10 @@ class TextTokens:
         while start < len(order):
             end, width = start, 0
             while end < len(order) and end - start < forward_rows:
-                w = max(width, int(lengths[order[end]]))
-                if w * (end - start + 1) > self.max_tokens_per_chunk and end > start:
+                length = int(lengths[order[end]])
+                w = max(width, length)
+                if end > start and (w * (end - start + 1) > self.max_tokens_per_chunk or (
+                        end - start >= _MIN_SPLIT_ROWS and length < _MIN_FILL * width)):
                     break
                 width, end = w, end + 1
             input_ids = np.full((end - start, width), self.pad_id, dtype=np.int64)

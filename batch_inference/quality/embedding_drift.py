@@ -1,14 +1,19 @@
 """Drift of a day of text embeddings against the reference recorded with the model version.
 
-Two metrics:
+Two metrics, each with thresholds that grow for small samples, so a quiet day is not an alarm:
 
 - **centroid cosine distance**: 1 - cos(mean of the day's normalised embeddings, the reference
-  centroid). With no drift it is sampling noise, which shrinks as 1/rows (the distance is
-  quadratic in the mean's error). The reference records the noise at a fixed sample size by
-  bootstrap (day-sized resamples of the reference), so the thresholds for a day of any size are
-  `max(floor, multiplier x q99 noise x ref_rows / rows)`: derived from the reference's own spread,
-  with an absolute floor for the day-to-day variation iid resampling cannot see.
-- **text length PSI** over the reference's quantile bins (the usual 0.1 / 0.25 bands).
+  centroid). With no drift it is sampling noise of both means, which scales as
+  (1/rows + 1/reference rows) (the distance is quadratic in the means' error). The reference
+  records that noise at a fixed size by bootstrap (day-sized resamples of the reference), so the
+  thresholds for a day are `max(floor, multiplier x q99 noise scaled to its size)`: derived from
+  the reference's own spread, with an absolute floor for the day-to-day variation (topic mix)
+  that iid resampling cannot see.
+- **text length PSI** over the reference's quantile bins: the usual 0.1 / 0.25 bands, raised to
+  the 99.9th percentile of PSI's null distribution (chi-square, k - 1 degrees of freedom, times
+  1/rows + 1/reference rows) when a day is too small for them (a day's warning should be rare
+  noise: one day in a thousand, per metric). Counts get half a pseudo-count per bin, so an
+  empty bin in a small day does not explode the log ratio.
 
 A day below `min_rows` rows is "insufficient_sample" and passes: its mean is too noisy to judge.
 """
@@ -31,13 +36,14 @@ _RANK = {OK: 0, INSUFFICIENT: 0, WARN: 1, ALERT: 2}
 class EmbeddingDriftThresholds:
     """Defaults calibrated on the support-tickets generator (see the tests)."""
 
-    min_rows: int = 200
+    min_rows: int = 100
     noise_warn: float = 4.0     # x the q99 bootstrap distance at the day's size
     noise_alert: float = 10.0
     cosine_warn_floor: float = 0.02
     cosine_alert_floor: float = 0.05
     psi_warn: float = 0.1
     psi_alert: float = 0.25
+    psi_noise_alert: float = 2.0  # alert band when the day is small: x the q99.9 null PSI
 
 
 @dataclass
@@ -100,20 +106,32 @@ def _length_bins(lengths: np.ndarray, bins: int) -> dict[str, list[float]]:
     lengths = lengths[np.isfinite(lengths)]
     edges = np.unique(np.quantile(lengths, np.linspace(0, 1, bins + 1)[1:-1])) if len(lengths) else np.zeros(0)
     counts = np.bincount(np.searchsorted(edges, lengths, side="right"), minlength=len(edges) + 1)
-    return {"edges": edges.tolist(), "proportions": (counts / max(1, len(lengths))).tolist()}
+    return {"edges": edges.tolist(), "proportions": (counts / max(1, len(lengths))).tolist(),
+            "rows": int(len(lengths))}
 
 
-def psi(reference: dict[str, list[float]], values: np.ndarray) -> float:
-    """Population stability index of `values` over the reference's bins."""
+def psi(reference: dict[str, Any], values: np.ndarray) -> float:
+    """Population stability index of `values` over the reference's bins (Jeffreys-smoothed:
+    half a pseudo-count per bin on both sides; the reference's `rows` give its counts)."""
     values = values[np.isfinite(values)]
     if len(values) == 0:
         return 0.0
     edges = np.asarray(reference["edges"], dtype=np.float64)
     expected = np.asarray(reference["proportions"], dtype=np.float64)
-    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(expected))
-    actual = counts / len(values)
+    k = len(expected)
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=k)
+    actual = (counts + 0.5) / (len(values) + 0.5 * k)
+    ref_rows = reference.get("rows")
+    if ref_rows:
+        expected = (expected * ref_rows + 0.5) / (ref_rows + 0.5 * k)
     expected, actual = np.clip(expected, _EPS, None), np.clip(actual, _EPS, None)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def chi2_quantile(dof: int, z: float = 3.09) -> float:
+    """Wilson-Hilferty approximation of a chi-square quantile (z = 3.09: the 99.9th percentile)."""
+    k = max(1, int(dof))
+    return float(k * (1 - 2 / (9 * k) + z * np.sqrt(2 / (9 * k))) ** 3)
 
 
 def build_reference(embeddings: np.ndarray, text_lengths: np.ndarray, *, day_rows: int | None = None,
@@ -163,15 +181,21 @@ def compare_day(reference: dict[str, Any], embeddings: np.ndarray, text_lengths:
             MetricRow("rows", float(rows), float(t.min_rows), float(t.min_rows), INSUFFICIENT)])
     if x.shape[1] != reference["dimension"]:
         raise ValueError(f"embedding dimension {x.shape[1]} != reference's {reference['dimension']}")
-    noise = reference["noise"]["q99"] * reference["noise"]["rows"] / rows
+    ref_rows = int(reference["rows"])
+    scale = 1.0 / rows + 1.0 / ref_rows
+    # The bootstrap distances are at variance 1/m (resample vs its own population's mean).
+    noise = reference["noise"]["q99"] * reference["noise"]["rows"] * scale
     warn = max(t.cosine_warn_floor, t.noise_warn * noise)
     alert = max(t.cosine_alert_floor, t.noise_alert * noise, warn)
     distance = cosine_distance(x.mean(axis=0), np.asarray(reference["centroid"], dtype=np.float64))
     metrics = [MetricRow("centroid_cosine_distance", distance, warn, alert, _status(distance, warn, alert))]
     if text_lengths is not None and reference.get("text_length", {}).get("proportions"):
-        value = psi(reference["text_length"], np.asarray(text_lengths, dtype=np.float64))
-        metrics.append(MetricRow("text_length_psi", value, t.psi_warn, t.psi_alert,
-                                 _status(value, t.psi_warn, t.psi_alert)))
+        bins = reference["text_length"]
+        null_q99 = chi2_quantile(len(bins["proportions"]) - 1) * scale
+        p_warn = max(t.psi_warn, null_q99)
+        p_alert = max(t.psi_alert, t.psi_noise_alert * null_q99)
+        value = psi(bins, np.asarray(text_lengths, dtype=np.float64))
+        metrics.append(MetricRow("text_length_psi", value, p_warn, p_alert, _status(value, p_warn, p_alert)))
     status = max((m.status for m in metrics), key=_RANK.__getitem__)
     return EmbeddingDriftReport(status, rows, metrics)
 

@@ -15,8 +15,8 @@ import pyarrow as pa
 from batch_inference.defs.card_fraud.vocabulary import (
     CATEGORY_RISK,
     CATEGORY_WEIGHT,
-    COUNTRY_WEIGHT,
     COUNTRIES,
+    COUNTRY_WEIGHT,
     MERCHANT_CATEGORIES,
     N_CUSTOMERS,
     TRANSACTION_SCHEMA,

@@ -14,8 +14,7 @@ from torch import nn
 from batch_inference.defs.card_fraud.network import MODEL_FORMAT, RiskMLP, model_config, save_model
 from batch_inference.modeling.artifact import REFERENCE_FILE
 from batch_inference.plugins.protocols import LoadedArtifact, TrainedArtifact, TrainingRequest
-
-REFERENCE_BINS = 10
+from batch_inference.quality.reference import build_reference
 
 
 @dataclass
@@ -64,24 +63,6 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     avg = first + (counts + 1) / 2.0
     ranks[order] = np.repeat(avg, counts)
     return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def reference_histogram(values: np.ndarray, bins: int = REFERENCE_BINS) -> dict:
-    """Quantile bins with their shares (for PSI) and percentiles (for KS), for drift checks later."""
-    values = values[np.isfinite(values)]
-    distinct = np.unique(values[:100_000])
-    continuous = len(distinct) > bins
-    if continuous:
-        inner = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))[1:-1]
-    else:  # a few distinct values (flags, counts): one bin per value, split at the midpoints
-        inner = (distinct[:-1] + distinct[1:]) / 2
-    counts = np.bincount(np.searchsorted(inner, values, side="right"), minlength=len(inner) + 1)
-    return {
-        "edges": inner.tolist(),
-        "proportions": (counts / max(len(values), 1)).tolist(),
-        "percentiles": np.quantile(values, np.linspace(0, 1, 101)).tolist(),
-        "continuous": bool(continuous),
-    }
 
 
 def score(model: nn.Module, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
@@ -136,14 +117,7 @@ def train(table: pa.Table, features: tuple[str, ...], params: TrainingParams | N
         "holdout_rows": float(len(x_hold)),
         "positive_rate": float(y_all.mean()),
     }
-    sample_x = x_train[:100_000]
-    sample_scores = score(model, sample_x)
-    reference = {"score": {**reference_histogram(sample_scores), "importance": 1.0}}
-    for i, name in enumerate(features):
-        column = sample_x[:, i]
-        spread = float(column.std())
-        corr = float(abs(np.corrcoef(column, sample_scores)[0, 1])) if spread > 0 else 0.0
-        reference[name] = {**reference_histogram(x_train[:, i]), "importance": round(corr, 6)}
+    reference = build_reference({n: x_train[:, i] for i, n in enumerate(features)}, score(model, x_train[:100_000]))
     return TrainedModel(model, model_config(features, params.hidden_sizes), metrics, reference, x_hold, y_hold)
 
 
@@ -156,8 +130,10 @@ def build_model(request: TrainingRequest) -> TrainedArtifact:
     """The pipeline's model builder: train on the window's features, write a registrable version."""
     if request.features is None or request.features.num_rows == 0:
         raise ValueError("no labelled feature rows to train on: materialize the input and features first")
-    params = TrainingParams(**{k: tuple(v) if k == "hidden_sizes" else v for k, v in request.params.items()})
-    trained = train(request.features, feature_columns(request.features), params)
+    options = dict(request.params)
+    features = tuple(options.pop("features", None) or feature_columns(request.features))  # a subset, if given
+    params = TrainingParams(**{k: tuple(v) if k == "hidden_sizes" else v for k, v in options.items()})
+    trained = train(request.features, features, params)
     directory = request.workdir / "model"
     save_model(trained.model, trained.config, directory)
     (directory / REFERENCE_FILE).write_text(json.dumps(trained.reference))

@@ -237,9 +237,9 @@ def generate_tickets(date: str, rows: int, corrupt_rate: float = 0.0, drift: flo
     seed = zlib.crc32(f"support_tickets/{date}".encode())
     base, drift_rng, corrupt_rng = (np.random.default_rng([seed, k]) for k in range(3))
 
-    seconds = np.sort(base.choice(24, size=rows, p=_HOUR_WEIGHT / _HOUR_WEIGHT.sum()) * 3600
-                      + base.integers(0, 3600, size=rows))
-    micros = seconds.astype(np.int64) * 1_000_000 + base.integers(0, 1_000_000, size=rows)
+    seconds = (base.choice(24, size=rows, p=_HOUR_WEIGHT / _HOUR_WEIGHT.sum()) * 3600
+               + base.integers(0, 3600, size=rows))
+    micros = np.sort(seconds.astype(np.int64) * 1_000_000 + base.integers(0, 1_000_000, size=rows))
     channel = base.choice(len(CHANNELS), size=rows, p=_CHANNEL_WEIGHT / _CHANNEL_WEIGHT.sum())
     category = base.choice(len(CATEGORIES), size=rows, p=_CATEGORY_WEIGHT / _CATEGORY_WEIGHT.sum())
     draws = base.random((rows, _DRAWS))

