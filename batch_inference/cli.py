@@ -22,6 +22,20 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_release_slots(args: argparse.Namespace) -> int:
+    """After a SIGKILL: mark dead local runs failed and free the pool slots they held (DAGSTER_HOME)."""
+    import dagster as dg
+
+    from batch_inference.slots import release_dead_run_slots
+
+    with dg.DagsterInstance.get() as instance:
+        released = release_dead_run_slots(instance)
+    for run_id in released:
+        print(f"released {run_id}")
+    print(f"{len(released)} run(s) released")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batch-inference", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--drift", type=float, default=0.0, help="shift the distributions by this strength")
     gen.add_argument("--drop-column", help="leave this column out of the file")
     gen.set_defaults(func=_cmd_generate)
+    rel = sub.add_parser("release-slots", help="mark runs killed on this machine failed and free their pool slots")
+    rel.set_defaults(func=_cmd_release_slots)
     return parser
 
 

@@ -81,8 +81,11 @@ def build_definitions(settings: Settings | None = None, env: str | None = None,
     """Every pipeline under the project's defs folder, with the environment's resources and executor."""
     env = env or environment()
     pipelines = dg.load_from_defs_folder(path_within_project=project_root)
+    from batch_inference.components.platform_sensors import platform_sensors
+
     return dg.Definitions.merge(pipelines, dg.Definitions(resources=build_resources(settings, env),
-                                                          executor=build_executor(env)))
+                                                          executor=build_executor(env),
+                                                          sensors=platform_sensors(env)))
 
 
 @dg.definitions

@@ -62,7 +62,6 @@ def check_status(evaluations) -> str:
 def summary(settings: Settings, info: PipelineInfo, checks: dict[str, str]) -> str:
     """A per-day table: what landed, what was scored and quarantined, by which model, the checks."""
     from batch_inference import serving
-
     from batch_inference.validation import validate_identifier
 
     pipeline = validate_identifier(info.name)  # identifiers in the SQL below are validated names
@@ -73,9 +72,10 @@ def summary(settings: Settings, info: PipelineInfo, checks: dict[str, str]) -> s
         rows = con.execute(
             f"SELECT CAST(date AS VARCHAR), count(*), any_value(model_name || ' v' || model_version) "  # noqa: S608
             f"FROM {pipeline}.{serving_asset} GROUP BY 1 ORDER BY 1").fetchall()
-        quarantined = dict(con.execute(
-            f"SELECT CAST(date AS VARCHAR), count(*) FROM {pipeline}.quarantine GROUP BY 1").fetchall()) \  # noqa: S608
-            if _has_view(con, pipeline, "quarantine") else {}
+        quarantined = {}
+        if _has_view(con, pipeline, "quarantine"):
+            sql = f"SELECT CAST(date AS VARCHAR), count(*) FROM {pipeline}.quarantine GROUP BY 1"  # noqa: S608
+            quarantined = dict(con.execute(sql).fetchall())
     finally:
         con.close()
     for date, scored, model in rows:

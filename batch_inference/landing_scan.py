@@ -7,6 +7,7 @@ a year of files. On S3 the object's ETag is the digest: nothing is downloaded to
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -38,6 +39,7 @@ class Listing:
     size: int
     mtime: str
     digest: Callable[[], str]
+    problem: str = ""  # set for entries that must not be read (a symlink, outside the root)
 
 
 @dataclass
@@ -48,10 +50,25 @@ class ScanResult:
 
 
 def list_filesystem(fs: pafs.FileSystem, root: str) -> list[Listing]:
-    """A local (or any pyarrow) folder; the digest is the SHA-256 of the content."""
+    """A local (or any pyarrow) folder; the digest is the SHA-256 of the content.
+
+    A symlink, or an entry that resolves outside the landing root, is listed with a `problem` and
+    never hashed or read: the sensor skips it with a log line (and ingest refuses it too).
+    """
     infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
-    return [Listing(i.base_name, i.size, str(i.mtime_ns), lambda p=i.path: sha256_of(fs, p))
-            for i in infos if i.type == pafs.FileType.File]
+    local = isinstance(fs, pafs.LocalFileSystem)
+    real_root = os.path.realpath(root) if local else root
+    found = []
+    for i in infos:
+        if local and os.path.islink(i.path):
+            found.append(Listing(i.base_name, 0, "", lambda: "", problem="a symbolic link; not read"))
+            continue
+        if local and os.path.commonpath([os.path.realpath(i.path), real_root]) != real_root:
+            found.append(Listing(i.base_name, 0, "", lambda: "", problem="resolves outside the landing root"))
+            continue
+        if i.type == pafs.FileType.File:
+            found.append(Listing(i.base_name, i.size, str(i.mtime_ns), lambda p=i.path: sha256_of(fs, p)))
+    return found
 
 
 def list_s3(client, uri: str) -> list[Listing]:
@@ -81,6 +98,8 @@ def scan_landing(listings: Iterable[Listing], cursor: dict[str, dict],
         stamp = {"size": item.size, "mtime": item.mtime}
         seen = cursor.get(name, {})
         try:
+            if item.problem:
+                raise InvalidNameError(f"{name!r} is {item.problem}")
             entity, date = parse_landing_name(name)
             if not is_valid_date(date):
                 raise InvalidNameError(f"date {date} of {name!r} is outside the partitions")

@@ -20,12 +20,14 @@ from batch_inference.components.metadata import column_schema
 from batch_inference.components.pipeline import LEDGER, QUARANTINE, Pipeline
 from batch_inference.components.scoring import score_day
 from batch_inference.ingest import read_landing_file, screen_rows
+from batch_inference.observability import freshness_lag_seconds, partition_start_timestamp, push_metrics
 from batch_inference.resources import (
     LakeResource,
     ModelRegistryResource,
     ObservabilityResource,
     WarehouseResource,
 )
+from batch_inference.tracing import span
 from batch_inference.validation import validate_partition_key
 
 
@@ -213,23 +215,44 @@ def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDef
         f"`{p.name}.{p.serving_asset}`), only when the latest materialization of `{p.predictions_asset}` "
         "has every blocking check evaluated and passed, also when published in a later run.",
     )
-    def _serving(context: dg.AssetExecutionContext, lake: LakeResource,
-                 warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def _serving(context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource,
+                 observability: ObservabilityResource) -> dg.MaterializeResult:
         started = time.perf_counter()
         date = validate_partition_key(context.partition_key)
-        gate = require_published_checks(context.instance, p.key(p.predictions_asset), blocking_checks, date)
-        store = p.lake(lake)
-        table = store.read(p.predictions_asset, date)
-        uri = store.write(p.serving_asset, date, table)
-        views = serving.write_views_sql(warehouse.views_path, lake.lake_uri) if store.is_local else []
-        return dg.MaterializeResult(metadata={
+        with span("publish", pipeline=p.name, partition=date, asset=p.serving_asset):
+            gate = require_published_checks(context.instance, p.key(p.predictions_asset), blocking_checks, date)
+            store = p.lake(lake)
+            table = store.read(p.predictions_asset, date)
+            uri = store.write(p.serving_asset, date, table)
+            views = serving.write_views_sql(warehouse.views_path, lake.lake_uri) if store.is_local else []
+        published = dt.datetime.now(dt.UTC)
+        metadata = {
             "rows": table.num_rows, "view": f"{p.name}.{p.serving_asset}", "path": dg.MetadataValue.path(uri),
-            "published_at": dt.datetime.now(dt.UTC).isoformat(), "views": len(views),
+            "published_at": published.isoformat(), "views": len(views),
             "checks_verified": ", ".join(gate.checks), "predictions_run_id": gate.run_id,
             "duration_seconds": round(time.perf_counter() - started, 3),
-        })
+            "published_partition_timestamp_seconds": partition_start_timestamp(date),
+        }
+        newest = _newest_event_time(context, p, date)
+        if newest is not None:
+            metadata["publish_freshness_lag_seconds"] = round(freshness_lag_seconds(newest, published), 3)
+        if observability.pushgateway_url:
+            try:
+                push_metrics(observability.pushgateway_url, p.serving_asset, metadata, pipeline=p.name,
+                             run_ended=False)
+            except OSError as exc:
+                context.log.warning(f"could not push metrics: {exc}")
+        return dg.MaterializeResult(metadata=metadata)
 
     return _serving
+
+
+def _newest_event_time(context, p: Pipeline, date: str) -> dt.datetime | None:
+    """The newest input event of the day, as the scoring run recorded it."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=p.key(p.predictions_asset), asset_partitions=[date]), limit=1).records
+    meta = records[0].asset_materialization.metadata if records else {}
+    return dt.datetime.fromisoformat(meta["newest_event_time"].value) if "newest_event_time" in meta else None
 
 
 LAKE_FOLDERS = (QUARANTINE, LEDGER)

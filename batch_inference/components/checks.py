@@ -6,6 +6,7 @@ in any later one (the serving asset verifies them against the latest materializa
 """
 
 
+import contextlib
 import warnings
 
 import dagster as dg
@@ -14,11 +15,18 @@ import pyarrow as pa
 
 from batch_inference.components.pipeline import QUARANTINE, Pipeline
 from batch_inference.ingest import read_landing_ids
+from batch_inference.observability import push_check_metrics
 from batch_inference.plugins.loading import load_object
 from batch_inference.quality.completeness import check_completeness
 from batch_inference.quality.drift import ALERT, WARN, DriftThresholds, compare
 from batch_inference.quality.schema_validation import validate
-from batch_inference.resources import LakeResource, ModelRegistryResource, QualityResource
+from batch_inference.resources import (
+    LakeResource,
+    ModelRegistryResource,
+    ObservabilityResource,
+    QualityResource,
+)
+from batch_inference.tracing import span
 from batch_inference.validation import validate_partition_key
 
 SCHEMA, COMPLETENESS, DRIFT, MODEL_VERSION = "schema", "completeness", "drift", "model_version"
@@ -190,21 +198,43 @@ def build_checks(p: Pipeline) -> list[dg.AssetChecksDefinition]:
 
     @dg.multi_asset_check(specs=specs, can_subset=True, name=f"{p.name}__{pred}_checks")
     def _prediction_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource,
-                           model_registry: ModelRegistryResource, quality: QualityResource):
+                           model_registry: ModelRegistryResource, quality: QualityResource,
+                           observability: ObservabilityResource):
         """The four checks on the predictions in one step (one pod in production), each selectable alone."""
         date = validate_partition_key(context.partition_key)
-        for key in context.selected_asset_check_keys:
-            kind = key.name.removeprefix(f"{pred}_")
-            if kind == SCHEMA:
-                result = (_schema_result(p.predictions_schema, p.lake(lake).read(pred, date))
-                          if p.predictions_schema is not None else dg.AssetCheckResult(passed=True))
-            elif kind == COMPLETENESS:
-                result = _completeness(p, date, lake)
-            elif kind == DRIFT:
-                result = _drift(p, date, lake, model_registry, quality)
-            else:
-                result = _model_version(p, date, context, lake, model_registry)
-            yield dg.AssetCheckResult(asset_key=key.asset_key, check_name=key.name, passed=result.passed,
-                                      severity=result.severity, metadata=result.metadata)
+        results = []
+        with span("checks", pipeline=p.name, partition=date, asset=pred):
+            for key in context.selected_asset_check_keys:
+                results.append(_evaluate(key, context, date, lake, model_registry, quality))
+        _push_checks(observability, results)
+        yield from results
+
+    def _evaluate(key, context, date, lake, model_registry, quality) -> dg.AssetCheckResult:
+        kind = key.name.removeprefix(f"{pred}_")
+        if kind == SCHEMA:
+            result = (_schema_result(p.predictions_schema, p.lake(lake).read(pred, date))
+                      if p.predictions_schema is not None else dg.AssetCheckResult(passed=True))
+        elif kind == COMPLETENESS:
+            result = _completeness(p, date, lake)
+        elif kind == DRIFT:
+            result = _drift(p, date, lake, model_registry, quality)
+        else:
+            result = _model_version(p, date, context, lake, model_registry)
+        return dg.AssetCheckResult(asset_key=key.asset_key, check_name=key.name, passed=result.passed,
+                                   severity=result.severity, metadata=result.metadata)
+
+    def _push_checks(observability: ObservabilityResource, results: list[dg.AssetCheckResult]) -> None:
+        if not observability.pushgateway_url:
+            return
+        failed = [r for r in results if not r.passed and r.severity == dg.AssetCheckSeverity.ERROR]
+        values = {"checks_failed": len(failed)}
+        for r in results:
+            meta = r.metadata or {}
+            if r.check_name.endswith(DRIFT) and "max_psi" in meta:
+                values["drift_max_psi"] = float(getattr(meta["max_psi"], "value", meta["max_psi"]))
+            if r.check_name.endswith(MODEL_VERSION):
+                values["model_version_mismatch"] = 0 if r.passed else 1
+        with contextlib.suppress(OSError):  # metrics never fail a check
+            push_check_metrics(observability.pushgateway_url, pred, values, pipeline=p.name)
 
     return [*checks, _prediction_checks]

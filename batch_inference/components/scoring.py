@@ -3,6 +3,7 @@ scoring, quarantine, ledger and the figures the UI plots (called by the predicti
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 
@@ -16,18 +17,44 @@ from batch_inference.components.pipeline import QUARANTINE, Pipeline
 from batch_inference.ingest import QUARANTINE_SCHEMA
 from batch_inference.lake import Lake
 from batch_inference.ledger import LedgerEntry
-from batch_inference.observability import ProgressReporter, cost_per_million_rows, push_metrics
+from batch_inference.observability import (
+    CpuTimer,
+    ProgressReporter,
+    cost_per_million_rows,
+    freshness_lag_seconds,
+    gpu_stats,
+    peak_rss_bytes,
+    push_metrics,
+    push_progress,
+)
+from batch_inference.tracing import span
 
 
 def score_day(p: Pipeline, date: str, context, config, lake, model_registry, observability) -> dict:
-    """Score `date` of pipeline `p`; returns the materialization metadata."""
+    """Score `date` of pipeline `p` (one trace span per stage); returns the materialization metadata."""
+    with span("partition", pipeline=p.name, partition=date, asset=p.predictions_asset, run_id=context.run.run_id):
+        return _score_day(p, date, context, config, lake, model_registry, observability)
+
+
+def _push_failure(p: Pipeline, observability, values: dict) -> None:
+    if observability.pushgateway_url:
+        with contextlib.suppress(OSError):  # metrics never fail a run; its own failure is what matters
+            push_metrics(observability.pushgateway_url, p.predictions_asset, values, status="failure", pipeline=p.name)
+
+
+def _score_day(p: Pipeline, date: str, context, config, lake, model_registry, observability) -> dict:
     from batch_inference.inference.checkpoint import score_partition
     from batch_inference.inference.engine import EngineConfig, InferenceEngine, Provenance
+    from batch_inference.modeling.registry import UntrustedModelError
 
     started_at, started = dt.datetime.now(dt.UTC), time.perf_counter()
-    with classified_errors("docs/runbooks/F4.md"):
+    with classified_errors("docs/runbooks/F4.md"), span("model_load", model=p.model_name, alias=p.model_alias):
         registry = p.registry(model_registry)
-        loaded = registry.load(registry.require_champion())
+        try:
+            loaded = registry.load(registry.require_champion())
+        except UntrustedModelError:
+            _push_failure(p, observability, {"model_untrusted": 1})
+            raise
         adapter = p.adapter(loaded)
     ref, store = loaded.ref, p.lake(lake)
     fields = {"partition": date, "model_version": ref.version, "stage": p.predictions_asset}
@@ -37,13 +64,20 @@ def score_day(p: Pipeline, date: str, context, config, lake, model_registry, obs
         forward_rows=config.forward_rows or p.forward_rows))
     with classified_errors():
         total_rows = store.parquet_file(p.features_asset, date).metadata.num_rows
-    progress = ProgressReporter(
-        total_rows,
-        lambda q: context.log.info(f"{p.name} {date}: {q['rows_done']:,}/{q['rows_total']:,} rows, "
-                                   f"{q['rows_per_second']:,.0f} rows/s, ETA {q['eta_seconds']} s",
-                                   extra={**fields, **q}),
-        interval_s=observability.progress_interval_s)
-    with classified_errors():
+    device = str(engine.device)
+
+    def report(q: dict) -> None:
+        context.log.info(f"{p.name} {date}: {q['rows_done']:,}/{q['rows_total']:,} rows, "
+                         f"{q['rows_per_second']:,.0f} rows/s, ETA {q['eta_seconds']} s", extra={**fields, **q})
+        if observability.pushgateway_url:
+            try:  # the heartbeat of a long partition: a stuck or OOM-killed run stops it (F7)
+                push_progress(observability.pushgateway_url, p.predictions_asset, q["rows_done"], q["rows_total"],
+                              pipeline=p.name, device=device)
+            except OSError as exc:
+                context.log.warning(f"could not push progress: {exc}")
+
+    progress = ProgressReporter(total_rows, report, interval_s=observability.progress_interval_s)
+    with classified_errors(), CpuTimer() as cpu:
         scored = score_partition(engine, store, date, Provenance(ref.name, ref.version, context.run.run_id),
                                  {"name": ref.name, "version": ref.version, "sha256": ref.artifact_sha256},
                                  read_rows, config.checkpoint_rows or p.checkpoint_rows, source=p.features_asset,
@@ -65,14 +99,34 @@ def score_day(p: Pipeline, date: str, context, config, lake, model_registry, obs
                      f"{seconds:.1f} s; {scored.resumed_rows:,} rows resumed from {scored.resumed_chunks} of "
                      f"{scored.chunks} checkpoint(s)", extra=fields)
     metadata = _metadata(p, entry, scored, seconds, store, model_registry, observability, loaded)
+    metadata["cpu_utilization_ratio"] = round(cpu.utilization, 4)
+    metadata["memory_peak_bytes"] = peak_rss_bytes()
+    metadata.update({k: v for k, v in gpu_stats(entry.device).items() if v is not None})
+    newest = _newest_event(p, store, date)
+    if newest is not None:
+        metadata["newest_event_time"] = newest.isoformat()
+        metadata["scoring_freshness_lag_seconds"] = round(freshness_lag_seconds(newest, entry.ended_at), 3)
+    metadata["provenance_completeness_ratio"] = 1.0 if entry.artifact_sha256 and entry.input_sha256 else 0.0
     if observability.pushgateway_url:
+        url = observability.pushgateway_url
         try:
-            push_metrics(observability.pushgateway_url, p.predictions_asset,
-                         {k: v for k, v in metadata.items() if isinstance(v, int | float)}, device=entry.device,
-                         pipeline=p.name)
+            push_metrics(url, p.predictions_asset, {k: v for k, v in metadata.items() if isinstance(v, int | float)},
+                         device=entry.device, pipeline=p.name,
+                         batch_durations_s=[ms / 1000 for ms in scored.engine.batch_latencies_ms])
+            push_progress(url, p.predictions_asset, rows_in, rows_in, running=False, pipeline=p.name, device=device)
         except OSError as exc:  # metrics must never fail a scoring run
-            context.log.warning(f"could not push metrics to {observability.pushgateway_url}: {exc}")
+            context.log.warning(f"could not push metrics to {url}: {exc}")
     return metadata
+
+
+def _newest_event(p: Pipeline, store: Lake, date: str) -> dt.datetime | None:
+    """The newest input event time of the day (feature freshness), if the pipeline has an event time."""
+    if not p.event_time_column or p.upstream_asset is not None or not store.exists(p.input_asset, date):
+        return None
+    import pyarrow.compute as pc
+
+    column = store.read(p.input_asset, date, [p.event_time_column]).column(p.event_time_column)
+    return pc.max(column).as_py() if len(column) else None
 
 
 def _metadata(p: Pipeline, entry: LedgerEntry, scored, seconds: float, store: Lake, model_registry,

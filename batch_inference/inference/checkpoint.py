@@ -26,6 +26,7 @@ from batch_inference.inference.engine import (
     iter_batches,
 )
 from batch_inference.lake import Lake, crash_point
+from batch_inference.tracing import span
 
 FORMAT_VERSION = "checkpoint.v1"
 REJECTED_SCHEMA = pa.schema([("record_id", pa.string()), ("reason", pa.string())])
@@ -92,15 +93,17 @@ def score_partition(engine: InferenceEngine, lake: Lake, date: str, provenance: 
             continue
         rejected: list[RejectedRows] = []
         batches = iter_batches(source_file, read_batch_rows, columns, row_groups=groups)
-        with lake.atomic_writer(f"{staging}/rejected-{index:05d}.parquet", REJECTED_SCHEMA) as rej_writer, \
+        with span("chunk", chunk=index, rows=rows), \
+                lake.atomic_writer(f"{staging}/rejected-{index:05d}.parquet", REJECTED_SCHEMA) as rej_writer, \
                 lake.atomic_writer(f"{staging}/{name}", engine.output_schema) as writer:
             result = engine.run(batches, writer.write_batch, provenance, reject=rejected.append,
                                 on_batch=progress.advance if progress is not None else None)
             rej_writer.write_table(_rejected_table(rejected))
         total.add(result)
         crash_point(f"after-chunk-{index}")
-    rejected_all = _assemble(lake, staging, len(chunks), target, date, provenance.run_id, engine.output_schema,
-                             rename_ok=resumed_chunks == 0)
+    with span("commit", chunks=len(chunks), resumed_chunks=resumed_chunks):
+        rejected_all = _assemble(lake, staging, len(chunks), target, date, provenance.run_id, engine.output_schema,
+                                 rename_ok=resumed_chunks == 0)
     lake.delete_dir(staging_root)
     return CheckpointResult(total, resumed_rows, len(chunks), resumed_chunks, input_sha, rejected_all)
 

@@ -9,6 +9,7 @@ Memory is bounded by the queue depth, not by the partition size.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import ctypes
 import datetime as dt
@@ -25,6 +26,7 @@ import pyarrow as pa
 import torch
 
 from batch_inference.plugins.protocols import InputAdapter, OutputHead, Prepared
+from batch_inference.tracing import span
 
 PROVENANCE_FIELDS = [
     pa.field("model_name", pa.string()),
@@ -156,11 +158,12 @@ class _Worker(threading.Thread):
         super().__init__(name=name, daemon=True)
         self._fn = target
         self._stop_flag = stop
+        self._context = contextvars.copy_context()  # trace spans nest under the caller's
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            self._fn()
+            self._context.run(self._fn)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             self.error = exc
             self._stop_flag.set()
@@ -252,15 +255,17 @@ class InferenceEngine:
                         return _SENTINEL
 
         def read() -> None:
-            for batch in batches:
-                if batch.num_rows and not put(inbox, (batch.num_rows,
-                                                      self.adapter.prepare(batch, self.config.forward_rows))):
-                    return
-            put(inbox, _SENTINEL)
+            with span("read"):
+                for batch in batches:
+                    if batch.num_rows and not put(inbox, (batch.num_rows,
+                                                          self.adapter.prepare(batch, self.config.forward_rows))):
+                        return
+                put(inbox, _SENTINEL)
 
         def write_loop() -> None:
-            while (item := get(outbox)) is not _SENTINEL:
-                write(self._output(*item, provenance))
+            with span("write"):
+                while (item := get(outbox)) is not _SENTINEL:
+                    write(self._output(*item, provenance))
 
         reader = _Worker(read, "bi-reader", stop)
         writer = _Worker(write_loop, "bi-writer", stop)
@@ -268,26 +273,8 @@ class InferenceEngine:
         writer.start()
         finished = False
         try:
-            while not stop.is_set() and (item := get(inbox)) is not _SENTINEL:
-                rows, prepared = item
-                if prepared.rejected_ids:
-                    if reject is None:
-                        raise ValueError(f"{len(prepared.rejected_ids)} row(s) refused, e.g. record_id "
-                                         f"{prepared.rejected_ids[0]}: {prepared.rejected_reasons[0]}")
-                    reject(RejectedRows(list(prepared.rejected_ids), list(prepared.rejected_reasons)))
-                t0 = time.perf_counter()
-                values = self.forward(prepared)
-                elapsed = time.perf_counter() - t0
-                result.forward_seconds += elapsed
-                result.batch_latencies_ms.append(elapsed * 1000)
-                result.rows_in += rows
-                result.rows_scored += prepared.rows
-                result.rows_rejected += len(prepared.rejected_ids)
-                for key, value in prepared.stats.items():
-                    result.stats[key] = result.stats.get(key, 0) + int(value)
-                put(outbox, (prepared.record_ids, values))
-                if on_batch is not None:
-                    on_batch(rows)
+            with span("forward", device=str(self.device)):
+                self._forward_loop(get, put, inbox, outbox, stop, result, reject, on_batch)
             finished = not stop.is_set()
         finally:
             if finished:
@@ -301,6 +288,30 @@ class InferenceEngine:
                 raise worker.error
         result.seconds = time.perf_counter() - started
         return result
+
+    def _forward_loop(self, get, put, inbox: queue.Queue, outbox: queue.Queue, stop: threading.Event,
+                      result: EngineResult, reject, on_batch) -> None:
+        """The calling thread's part: forward every prepared batch and hand the outputs on."""
+        while not stop.is_set() and (item := get(inbox)) is not _SENTINEL:
+            rows, prepared = item
+            if prepared.rejected_ids:
+                if reject is None:
+                    raise ValueError(f"{len(prepared.rejected_ids)} row(s) refused, e.g. record_id "
+                                     f"{prepared.rejected_ids[0]}: {prepared.rejected_reasons[0]}")
+                reject(RejectedRows(list(prepared.rejected_ids), list(prepared.rejected_reasons)))
+            t0 = time.perf_counter()
+            values = self.forward(prepared)
+            elapsed = time.perf_counter() - t0
+            result.forward_seconds += elapsed
+            result.batch_latencies_ms.append(elapsed * 1000)
+            result.rows_in += rows
+            result.rows_scored += prepared.rows
+            result.rows_rejected += len(prepared.rejected_ids)
+            for key, value in prepared.stats.items():
+                result.stats[key] = result.stats.get(key, 0) + int(value)
+            put(outbox, (prepared.record_ids, values))
+            if on_batch is not None:
+                on_batch(rows)
 
     def _output(self, record_ids: pa.Array, values: np.ndarray, provenance: Provenance) -> pa.RecordBatch:
         n = len(record_ids)

@@ -32,7 +32,7 @@ class TextTokens:
 
     def __init__(self, tokenizer: Any, *, column: str = "text", max_seq_length: int = 256,
                  max_tokens_per_chunk: int = 16_384, sort_window: int | None = None,
-                 tokenizer_id: str | None = None, pad_id: int = 0) -> None:
+                 tokenizer_id: str | None = None, pad_id: int | None = None) -> None:
         if max_seq_length < 2:
             raise ValueError(f"max_seq_length must be at least 2, got {max_seq_length}")
         if max_tokens_per_chunk < max_seq_length:
@@ -49,6 +49,9 @@ class TextTokens:
         self.max_seq_length = int(max_seq_length)
         self.max_tokens_per_chunk = int(max_tokens_per_chunk)
         self.sort_window = sort_window
+        if pad_id is None:
+            found = tokenizer.token_to_id("[PAD]")
+            pad_id = 0 if found is None else found
         self.pad_id = int(pad_id)
         self.tokenizer_id = tokenizer_id or hashlib.sha256(tokenizer.to_str().encode()).hexdigest()
 
@@ -72,7 +75,7 @@ class TextTokens:
     def fingerprint(self) -> str:
         return (f"TextTokens(column={self.column}, tokenizer_sha256={self.tokenizer_id}, "
                 f"max_seq_length={self.max_seq_length}, max_tokens_per_chunk={self.max_tokens_per_chunk}, "
-                f"sort_window={self.sort_window})")
+                f"sort_window={self.sort_window}, chunking=min_fill:{_MIN_FILL}/{_MIN_SPLIT_ROWS})")
 
     def prepare(self, batch: pa.RecordBatch, forward_rows: int) -> Prepared:
         """Tokenise, sort by length, chunk; refuse null texts."""

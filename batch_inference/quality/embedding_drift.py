@@ -79,10 +79,9 @@ def embedding_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
         return np.zeros((0, 0), np.float32)
     if column.null_count:
         column = column.filter(column.is_valid())
-    if pa.types.is_fixed_size_list(column.type):
-        dim = column.type.list_size
-    else:
-        dim = len(column[0].as_py())
+    if len(column) == 0:
+        return np.zeros((0, 0), np.float32)
+    dim = column.type.list_size if pa.types.is_fixed_size_list(column.type) else len(column[0].as_py())
     flat = column.flatten().to_numpy(zero_copy_only=False)
     return np.asarray(flat, dtype=np.float32).reshape(-1, dim)
 
