@@ -21,12 +21,14 @@ CARD_FRAUD = Path(__file__).resolve().parents[1] / "batch_inference" / "defs" / 
 def definitions_snapshot(defs: dg.Definitions) -> dict:
     """Every asset key, check, job, sensor, schedule, partitions definition and pool, sorted."""
     repo = defs.get_repository_def()
-    assets, checks, pools, partitions = [], [], set(), {}
+    assets, checks, pools, partitions, policies = [], [], set(), {}, {}
     for ad in repo.assets_defs_by_key.values():
         for key in ad.keys:
             assets.append(key.to_user_string())
             if ad.partitions_def is not None:
                 partitions[key.to_user_string()] = str(ad.partitions_def)
+            if ad.backfill_policy is not None:
+                policies[key.to_user_string()] = str(ad.backfill_policy.max_partitions_per_run)
         pools.update(p for p in (getattr(node, "pool", None) for node in ad.node_def.iterate_op_defs()) if p)
     for ad in repo.asset_checks_defs_by_key.values():
         checks.extend(f"{k.asset_key.to_user_string()}:{k.name}" for k in ad.check_keys)
@@ -35,6 +37,7 @@ def definitions_snapshot(defs: dg.Definitions) -> dict:
         "jobs": sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")),
         "sensors": sorted(s.name for s in repo.sensor_defs), "schedules": sorted(s.name for s in repo.schedule_defs),
         "partitions": dict(sorted(partitions.items())), "pools": sorted(pools),
+        "max_partitions_per_run": dict(sorted(policies.items())),
     }
 
 

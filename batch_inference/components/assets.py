@@ -18,7 +18,7 @@ from batch_inference.components.errors import TRANSIENT_RETRIES, classified_erro
 from batch_inference.components.gate import require_published_checks
 from batch_inference.components.metadata import column_schema
 from batch_inference.components.pipeline import LEDGER, QUARANTINE, Pipeline
-from batch_inference.components.scoring import score_day
+from batch_inference.components.scoring import score_days
 from batch_inference.ingest import read_landing_file, screen_rows
 from batch_inference.observability import freshness_lag_seconds, partition_start_timestamp, push_metrics
 from batch_inference.resources import (
@@ -31,6 +31,20 @@ from batch_inference.tracing import span
 from batch_inference.validation import validate_partition_key
 
 
+def partition_dates(context) -> list[str]:
+    """The run's partitions: one for a single-partition run, the range of a ranged backfill run."""
+    return [validate_partition_key(k) for k in context.partition_keys]
+
+
+def report(context, per_partition: dict[str, dict]) -> dg.MaterializeResult:
+    """One materialization per partition, each with its own figures (also in a ranged run)."""
+    if len(per_partition) == 1:
+        return dg.MaterializeResult(metadata=next(iter(per_partition.values())))
+    for date, metadata in per_partition.items():
+        context.add_asset_metadata(metadata, partition_key=date)
+    return dg.MaterializeResult()
+
+
 def quarantine_part(stage: str) -> str:
     """File name of one stage's rejected rows inside `<pipeline>/quarantine/date=D/`."""
     return f"part-{stage}.parquet"
@@ -40,12 +54,15 @@ def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
     @dg.asset(
         key=p.key(p.input_asset), partitions_def=p.partitions_def, kinds={"parquet", "pandas"}, group_name=p.group,
         code_version="2", metadata=column_schema(p.rules), retry_policy=TRANSIENT_RETRIES,
+        backfill_policy=p.backfill_policy,
         description=f"One day of `{p.landing_entity}` landing files, typed strictly; rows that break the "
         "input schema's row rules quarantined with a reason.",
     )
     def _input(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        return report(context, {date: _land(context, lake, date) for date in partition_dates(context)})
+
+    def _land(context, lake: LakeResource, date: str) -> dict:
         started = time.perf_counter()
-        date = validate_partition_key(context.partition_key)
         fs, root = lake.landing()
         path = lake.landing_path(p.landing_entity, date)
         with classified_errors("docs/runbooks/F2.md"):  # a bad file fails here, before anything is written
@@ -69,7 +86,7 @@ def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
         if p.event_time_column and valid.num_rows:
             newest = pa.compute.max(valid.column(p.event_time_column)).as_py()
             metadata["newest_event_time"] = newest.isoformat() if newest else ""
-        return dg.MaterializeResult(metadata=metadata)
+        return metadata
 
     return _input
 
@@ -80,24 +97,26 @@ def build_features_asset(p: Pipeline) -> dg.AssetsDefinition:
     @dg.asset(
         key=p.key(p.features_asset), deps=[p.input_key], partitions_def=p.partitions_def,
         kinds={"duckdb", "parquet"} if p.features_sql else {"python", "parquet"}, group_name=p.group,
-        code_version="2", metadata=column_schema(p.features_schema),
+        code_version="2", metadata=column_schema(p.features_schema), backfill_policy=p.backfill_policy,
         description=f"Model features of `{p.input_key.to_user_string()}`, keyed by record_id"
         + (f" (SQL: {p.features_sql})." if p.features_sql else f" ({p.features_callable_path})."),
     )
     def _features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        return report(context, {date: _compute(lake, date) for date in partition_dates(context)})
+
+    def _compute(lake: LakeResource, date: str) -> dict:
         started = time.perf_counter()
-        date = validate_partition_key(context.partition_key)
         reader = p.lake(lake) if p.upstream_asset is None else lake.lake(p.upstream_asset.path[0])
         with classified_errors():
             table = p.feature_fn(reader.read(source, date))
         uri = p.lake(lake).write(p.features_asset, date, table)
         seconds = time.perf_counter() - started
-        return dg.MaterializeResult(metadata={
+        return {
             "rows": table.num_rows, "feature_count": table.num_columns - 1,
             "duration_seconds": round(seconds, 3),
             "rows_per_second": round(table.num_rows / seconds, 1) if seconds else 0.0,
             "path": dg.MetadataValue.path(uri),
-        })
+        }
 
     return _features
 
@@ -193,6 +212,7 @@ def build_predictions_asset(p: Pipeline) -> dg.AssetsDefinition:
         code_version="2", pool="gpu",
         op_tags={"dagster-k8s/config": p.gpu_k8s_config},  # one GPU pod per partition step in production
         retry_policy=TRANSIENT_RETRIES, metadata=column_schema(p.predictions_schema),
+        backfill_policy=p.backfill_policy,
         description=f"{p.description or p.name}: every record of the day scored by the version the MLflow "
         f"alias `{p.model_alias}` of `{p.model_name}` names at run time, with provenance. Checkpointed: a "
         "rerun after a crash resumes from the last committed chunk.",
@@ -200,9 +220,8 @@ def build_predictions_asset(p: Pipeline) -> dg.AssetsDefinition:
     def _predictions(context: dg.AssetExecutionContext, config: ScoringConfig, lake: LakeResource,
                      model_registry: ModelRegistryResource,
                      observability: ObservabilityResource) -> dg.MaterializeResult:
-        date = validate_partition_key(context.partition_key)
-        metadata = score_day(p, date, context, config, lake, model_registry, observability)
-        return dg.MaterializeResult(metadata=metadata)
+        return report(context, score_days(p, partition_dates(context), context, config, lake, model_registry,
+                                          observability))
 
     return _predictions
 
@@ -210,17 +229,23 @@ def build_predictions_asset(p: Pipeline) -> dg.AssetsDefinition:
 def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDefinition:
     @dg.asset(
         key=p.key(p.serving_asset), partitions_def=p.partitions_def, deps=[p.key(p.predictions_asset)],
-        kinds={"parquet", "duckdb"}, group_name=p.group, code_version="2",
+        kinds={"parquet", "duckdb"}, group_name=p.group, code_version="2", backfill_policy=p.backfill_policy,
         description=f"The day's `{p.predictions_asset}` published for consumers (view "
         f"`{p.name}.{p.serving_asset}`), only when the latest materialization of `{p.predictions_asset}` "
         "has every blocking check evaluated and passed, also when published in a later run.",
     )
     def _serving(context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource,
                  observability: ObservabilityResource) -> dg.MaterializeResult:
+        dates = partition_dates(context)
+        # Every partition of the range passes the gate before any is published.
+        gates = {d: require_published_checks(context.instance, p.key(p.predictions_asset), blocking_checks, d)
+                 for d in dates}
+        return report(context, {d: _publish(context, lake, warehouse, observability, d, gates[d]) for d in dates})
+
+    def _publish(context, lake: LakeResource, warehouse: WarehouseResource, observability: ObservabilityResource,
+                 date: str, gate) -> dict:
         started = time.perf_counter()
-        date = validate_partition_key(context.partition_key)
         with span("publish", pipeline=p.name, partition=date, asset=p.serving_asset):
-            gate = require_published_checks(context.instance, p.key(p.predictions_asset), blocking_checks, date)
             store = p.lake(lake)
             table = store.read(p.predictions_asset, date)
             uri = store.write(p.serving_asset, date, table)
@@ -242,7 +267,7 @@ def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDef
                              run_ended=False)
             except OSError as exc:
                 context.log.warning(f"could not push metrics: {exc}")
-        return dg.MaterializeResult(metadata=metadata)
+        return metadata
 
     return _serving
 

@@ -105,6 +105,11 @@ class ServingSpec(dg.Model):
     asset: str = "serving_predictions"
 
 
+class BackfillSpec(dg.Model):
+    partitions_per_run: int = Field(30, description="Ranged backfill runs: at most this many partitions per run "
+                                    "(`BackfillPolicy.multi_run`); 1 = one run per partition.")
+
+
 class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
     """A checked, daily-partitioned batch scoring pipeline on the platform."""
 
@@ -118,6 +123,7 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
     quality: QualitySpec = Field(default_factory=QualitySpec)
     automation: AutomationSpec = Field(default_factory=AutomationSpec)
     serving: ServingSpec = Field(default_factory=ServingSpec)
+    backfill: BackfillSpec = Field(default_factory=BackfillSpec)
 
     def pipeline(self, context: dg.ComponentLoadContext) -> Pipeline:
         """Resolve the YAML into the builders' `Pipeline`."""
@@ -148,7 +154,7 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
             drift=DriftSettings(q.psi_warn, q.psi_alert, q.ks_warn, q.ks_alert, q.drift_features, q.min_sample_rows),
             drift_check_path=q.drift_check, rescore_window_days=self.automation.rescore_window_days,
             canary=self.automation.canary, nightly_hour=self.automation.nightly_hour,
-            serving_asset=self.serving.asset,
+            serving_asset=self.serving.asset, partitions_per_run=self.backfill.partitions_per_run,
         )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

@@ -60,11 +60,44 @@ def _schema_check(p: Pipeline, asset: str, schema) -> dg.AssetChecksDefinition:
         @dg.asset_check(asset=p.key(asset), name=check_name(p, asset, SCHEMA), blocking=True,
                         partitions_def=p.partitions_def,
                         description=f"Rows of `{asset}` match {schema.Config.name} (pandera, lazy).")
-        def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-            date = validate_partition_key(context.partition_key)
-            return _schema_result(schema, p.lake(lake).read(asset, date))
+        def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource):
+            dates = check_dates(context)
+            results = {d: _schema_result(schema, p.lake(lake).read(asset, d)) for d in dates}
+            if len(dates) == 1:
+                yield next(iter(results.values()))
+                return
+            for date, result in results.items():  # a ranged run: one record per partition
+                yield per_partition(context.instance, dg.AssetCheckKey(p.key(asset), check_name(p, asset, SCHEMA)),
+                                    result, date)
+            yield dg.Output(None, output_name="result")
 
     return _check
+
+
+def check_dates(context: dg.AssetCheckExecutionContext) -> list[str]:
+    """The partitions a check step covers: one, or the range of a ranged backfill run."""
+    return [validate_partition_key(k) for k in context.partition_keys]
+
+
+def per_partition(instance: dg.DagsterInstance, key: dg.AssetCheckKey, result: dg.AssetCheckResult,
+                  date: str) -> dg.AssetCheckEvaluation:
+    """A check result recorded for one partition of a ranged run, aimed at that partition's latest
+    materialization (what a single-partition run records by itself)."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+    from dagster._core.definitions.metadata import normalize_metadata
+
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key.asset_key, asset_partitions=[date]), limit=1).records
+    target = (AssetCheckEvaluationTargetMaterializationData(storage_id=records[0].storage_id,
+                                                            run_id=records[0].run_id,
+                                                            timestamp=records[0].timestamp)
+              if records else None)
+    return dg.AssetCheckEvaluation(asset_key=key.asset_key, check_name=key.name, passed=result.passed,
+                                   metadata=normalize_metadata(dict(result.metadata or {})),
+                                   severity=result.severity, partition=date, blocking=True,
+                                   target_materialization_data=target)
 
 
 def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckResult:
@@ -200,14 +233,16 @@ def build_checks(p: Pipeline) -> list[dg.AssetChecksDefinition]:
     def _prediction_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource,
                            model_registry: ModelRegistryResource, quality: QualityResource,
                            observability: ObservabilityResource):
-        """The four checks on the predictions in one step (one pod in production), each selectable alone."""
-        date = validate_partition_key(context.partition_key)
-        results = []
-        with span("checks", pipeline=p.name, partition=date, asset=pred):
-            for key in context.selected_asset_check_keys:
-                results.append(_evaluate(key, context, date, lake, model_registry, quality))
-        _push_checks(observability, results)
-        yield from results
+        """The four checks on the predictions in one step (one pod in production), each selectable alone;
+        in a ranged run, every check of every partition is recorded for its partition."""
+        dates = check_dates(context)
+        for date in dates:
+            with span("checks", pipeline=p.name, partition=date, asset=pred):
+                results = [(key, _evaluate(key, context, date, lake, model_registry, quality))
+                           for key in context.selected_asset_check_keys]
+            _push_checks(observability, [r for _, r in results])
+            for key, result in results:
+                yield result if len(dates) == 1 else per_partition(context.instance, key, result, date)
 
     def _evaluate(key, context, date, lake, model_registry, quality) -> dg.AssetCheckResult:
         kind = key.name.removeprefix(f"{pred}_")

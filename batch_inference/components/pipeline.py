@@ -81,6 +81,7 @@ class Pipeline:
     canary: bool
     nightly_hour: int
     serving_asset: str
+    partitions_per_run: int = 1
     tags: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,6 +101,15 @@ class Pipeline:
     @property
     def input_key(self) -> dg.AssetKey:
         return self.upstream_asset or self.key(self.input_asset)
+
+    @property
+    def backfill_policy(self) -> dg.BackfillPolicy:
+        """Backfills in ranged runs of up to N partitions (model loaded once per run, checks per
+        partition); BATCH_INFERENCE_PARTITIONS_PER_RUN overrides N for every pipeline (1 = one run each)."""
+        import os
+
+        n = int(os.environ.get("BATCH_INFERENCE_PARTITIONS_PER_RUN") or self.partitions_per_run)
+        return dg.BackfillPolicy.multi_run(max(1, n))
 
     @property
     def group(self) -> str:

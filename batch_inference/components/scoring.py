@@ -1,11 +1,12 @@
-"""One partition scored: resolve the champion, build the engine from the plug-ins, checkpointed
-scoring, quarantine, ledger and the figures the UI plots (called by the predictions asset)."""
+"""Partitions scored: resolve the alias and load the model once per run, build the engine from the
+plug-ins, then per partition checkpointed scoring, quarantine, ledger and the figures the UI plots."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import time
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
@@ -30,24 +31,21 @@ from batch_inference.observability import (
 from batch_inference.tracing import span
 
 
-def score_day(p: Pipeline, date: str, context, config, lake, model_registry, observability) -> dict:
-    """Score `date` of pipeline `p` (one trace span per stage); returns the materialization metadata."""
-    with span("partition", pipeline=p.name, partition=date, asset=p.predictions_asset, run_id=context.run.run_id):
-        return _score_day(p, date, context, config, lake, model_registry, observability)
+@dataclass
+class ScoringSession:
+    """What a run loads once and uses for every partition of its range: the model and the engine."""
+
+    loaded: object
+    engine: object
+    read_rows: int
+    checkpoint_rows: int
 
 
-def _push_failure(p: Pipeline, observability, values: dict) -> None:
-    if observability.pushgateway_url:
-        with contextlib.suppress(OSError):  # metrics never fail a run; its own failure is what matters
-            push_metrics(observability.pushgateway_url, p.predictions_asset, values, status="failure", pipeline=p.name)
-
-
-def _score_day(p: Pipeline, date: str, context, config, lake, model_registry, observability) -> dict:
-    from batch_inference.inference.checkpoint import score_partition
-    from batch_inference.inference.engine import EngineConfig, InferenceEngine, Provenance
+def open_session(p: Pipeline, config, model_registry, observability) -> ScoringSession:
+    """Resolve the alias, verify and load the version (its own trace span), build the engine."""
+    from batch_inference.inference.engine import EngineConfig, InferenceEngine
     from batch_inference.modeling.registry import UntrustedModelError
 
-    started_at, started = dt.datetime.now(dt.UTC), time.perf_counter()
     with classified_errors("docs/runbooks/F4.md"), span("model_load", model=p.model_name, alias=p.model_alias):
         registry = p.registry(model_registry)
         try:
@@ -56,12 +54,45 @@ def _score_day(p: Pipeline, date: str, context, config, lake, model_registry, ob
             _push_failure(p, observability, {"model_untrusted": 1})
             raise
         adapter = p.adapter(loaded)
-    ref, store = loaded.ref, p.lake(lake)
-    fields = {"partition": date, "model_version": ref.version, "stage": p.predictions_asset}
     read_rows = config.read_batch_rows or p.read_batch_rows
     engine = InferenceEngine(loaded.model, adapter, p.head, EngineConfig(
         device=config.device or p.device, read_batch_rows=read_rows,
         forward_rows=config.forward_rows or p.forward_rows))
+    return ScoringSession(loaded, engine, read_rows, config.checkpoint_rows or p.checkpoint_rows)
+
+
+def score_days(p: Pipeline, dates: list[str], context, config, lake, model_registry, observability) -> dict[str, dict]:
+    """Score each of `dates` in turn with one model load; returns each partition's metadata.
+
+    In a ranged run (several dates) a partition already committed under the same fingerprint (input,
+    model, chunking) is kept, so a range rerun after a crash redoes only what was not committed, and
+    the interrupted partition resumes from its checkpoints.
+    """
+    session = open_session(p, config, model_registry, observability)
+    results = {}
+    for date in dates:
+        with span("partition", pipeline=p.name, partition=date, asset=p.predictions_asset,
+                  run_id=context.run.run_id):
+            results[date] = _score_day(p, date, session, context, lake, model_registry, observability,
+                                       reuse_committed=len(dates) > 1)
+    return results
+
+
+def _push_failure(p: Pipeline, observability, values: dict) -> None:
+    if observability.pushgateway_url:
+        with contextlib.suppress(OSError):  # metrics never fail a run; its own failure is what matters
+            push_metrics(observability.pushgateway_url, p.predictions_asset, values, status="failure", pipeline=p.name)
+
+
+def _score_day(p: Pipeline, date: str, session: ScoringSession, context, lake, model_registry, observability,
+               reuse_committed: bool) -> dict:
+    from batch_inference.inference.checkpoint import score_partition
+    from batch_inference.inference.engine import Provenance
+
+    started_at, started = dt.datetime.now(dt.UTC), time.perf_counter()
+    loaded, engine = session.loaded, session.engine
+    ref, store = loaded.ref, p.lake(lake)
+    fields = {"partition": date, "model_version": ref.version, "stage": p.predictions_asset}
     with classified_errors():
         total_rows = store.parquet_file(p.features_asset, date).metadata.num_rows
     device = str(engine.device)
@@ -80,8 +111,12 @@ def _score_day(p: Pipeline, date: str, context, config, lake, model_registry, ob
     with classified_errors(), CpuTimer() as cpu:
         scored = score_partition(engine, store, date, Provenance(ref.name, ref.version, context.run.run_id),
                                  {"name": ref.name, "version": ref.version, "sha256": ref.artifact_sha256},
-                                 read_rows, config.checkpoint_rows or p.checkpoint_rows, source=p.features_asset,
-                                 target=p.predictions_asset, progress=progress)
+                                 session.read_rows, session.checkpoint_rows, source=p.features_asset,
+                                 target=p.predictions_asset, progress=progress, reuse_committed=reuse_committed)
+    if scored.reused:
+        context.log.info(f"{p.name} {date}: already committed with this input and {ref.uri}; kept as it is",
+                         extra=fields)
+        return _reused_metadata(p, store, date, ref, scored, time.perf_counter() - started)
     store.write(QUARANTINE, date, _quarantine_table(scored.rejected, p.predictions_asset),
                 part=f"part-{p.predictions_asset}.parquet")
     seconds = time.perf_counter() - started
@@ -169,6 +204,16 @@ def _metadata(p: Pipeline, entry: LedgerEntry, scored, seconds: float, store: La
     }
     metadata.update({k: int(v) for k, v in scored.engine.stats.items()})
     return metadata
+
+
+def _reused_metadata(p: Pipeline, store: Lake, date: str, ref, scored, seconds: float) -> dict:
+    """Figures of a partition a resumed range kept: what is committed, and that it was reused."""
+    rows = store.parquet_file(p.predictions_asset, date).metadata.num_rows
+    return {"rows": rows, "rows_in": scored.resumed_rows, "resumed_rows": scored.resumed_rows,
+            "reused_committed_partition": True, "model_name": ref.name, "model_version": ref.version,
+            "model_uri": ref.uri, "model_artifact_sha256": ref.artifact_sha256, "input_sha256": scored.input_sha256,
+            "duration_seconds": round(seconds, 3),
+            "path": dg.MetadataValue.path(store.uri_of(store.partition_file(p.predictions_asset, date)))}
 
 
 def _quarantine_table(rejected: pa.Table, stage: str) -> pa.Table:

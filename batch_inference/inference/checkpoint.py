@@ -29,6 +29,7 @@ from batch_inference.lake import Lake, crash_point
 from batch_inference.tracing import span
 
 FORMAT_VERSION = "checkpoint.v1"
+FINGERPRINT_KEY = b"batch_inference.fingerprint"  # in the committed file's schema metadata
 REJECTED_SCHEMA = pa.schema([("record_id", pa.string()), ("reason", pa.string())])
 
 
@@ -40,6 +41,7 @@ class CheckpointResult:
     resumed_chunks: int
     input_sha256: str
     rejected: pa.Table
+    reused: bool = False  # the committed partition already had this input, model and chunking
 
 
 def plan_chunks(parquet_file: pq.ParquetFile, checkpoint_rows: int) -> list[list[int]]:
@@ -64,16 +66,35 @@ def fingerprint(input_sha256: str, model_key: dict, adapter: str, checkpoint_row
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
+def committed_fingerprint(lake: Lake, target: str, date: str) -> str | None:
+    """The fingerprint a committed partition was scored under (None if absent or foreign)."""
+    if not lake.exists(target, date):
+        return None
+    metadata = lake.parquet_file(target, date).schema_arrow.metadata or {}
+    value = metadata.get(FINGERPRINT_KEY)
+    return value.decode() if value else None
+
+
 def score_partition(engine: InferenceEngine, lake: Lake, date: str, provenance: Provenance, model_key: dict,
                     read_batch_rows: int, checkpoint_rows: int, source: str = "features",
-                    target: str = "predictions", progress=None) -> CheckpointResult:
+                    target: str = "predictions", progress=None, reuse_committed: bool = False) -> CheckpointResult:
     """Score `source/date` into `target/date` with checkpoints; returns what was done and reused.
 
-    `progress`, if given, is a `ProgressReporter`-like object with `advance(rows)`.
+    `progress`, if given, is a `ProgressReporter`-like object with `advance(rows)`. With
+    `reuse_committed` (a ranged backfill run resumed after a crash), a partition already committed
+    under the same fingerprint is kept as it is, not scored again.
     """
     input_sha = lake.footer_digest(source, date)
+    fp = fingerprint(input_sha, model_key, engine.adapter.fingerprint(), checkpoint_rows)
+    if reuse_committed and committed_fingerprint(lake, target, date) == fp:
+        rows = lake.parquet_file(source, date).metadata.num_rows
+        if progress is not None:
+            progress.advance(rows)
+        return CheckpointResult(EngineResult(device=str(engine.device)), rows, 0, 0, input_sha,
+                                REJECTED_SCHEMA.empty_table(), reused=True)
+    schema = engine.output_schema.with_metadata({FINGERPRINT_KEY: fp.encode()})
     staging_root = lake.staging_dir(target, date)
-    staging = f"{staging_root}/{fingerprint(input_sha, model_key, engine.adapter.fingerprint(), checkpoint_rows)}"
+    staging = f"{staging_root}/{fp}"
     for other in set(lake.list_dirs(staging_root)) - {staging.rsplit("/", 1)[-1]}:
         lake.delete_dir(f"{staging_root}/{other}")  # another input or model: start fresh
     done = set(lake.list_files(staging))
@@ -95,14 +116,15 @@ def score_partition(engine: InferenceEngine, lake: Lake, date: str, provenance: 
         batches = iter_batches(source_file, read_batch_rows, columns, row_groups=groups)
         with span("chunk", chunk=index, rows=rows), \
                 lake.atomic_writer(f"{staging}/rejected-{index:05d}.parquet", REJECTED_SCHEMA) as rej_writer, \
-                lake.atomic_writer(f"{staging}/{name}", engine.output_schema) as writer:
+                lake.atomic_writer(f"{staging}/{name}", schema) as writer:
             result = engine.run(batches, writer.write_batch, provenance, reject=rejected.append,
                                 on_batch=progress.advance if progress is not None else None)
             rej_writer.write_table(_rejected_table(rejected))
         total.add(result)
         crash_point(f"after-chunk-{index}")
+        crash_point(f"{date}:after-chunk-{index}")
     with span("commit", chunks=len(chunks), resumed_chunks=resumed_chunks):
-        rejected_all = _assemble(lake, staging, len(chunks), target, date, provenance.run_id, engine.output_schema,
+        rejected_all = _assemble(lake, staging, len(chunks), target, date, provenance.run_id, schema,
                                  rename_ok=resumed_chunks == 0)
     lake.delete_dir(staging_root)
     return CheckpointResult(total, resumed_rows, len(chunks), resumed_chunks, input_sha, rejected_all)
