@@ -14,7 +14,7 @@ BENCH_HOME ?= $(CURDIR)/bench_home
 BENCH_ROWS ?= 4000000
 export BENCH_HOME BENCH_ROWS
 
-.PHONY: install demo dev test test-fast lint bench clean
+.PHONY: install demo dev test test-fast lint bench bench-backfill clean
 
 install: $(STAMP)
 
@@ -48,6 +48,11 @@ test-fast: install lint
 
 bench: install
 	$(PY) -m batch_inference.bench
+
+# A year backfill launched as the UI does (GraphQL against `dagster dev`): ranged runs against one run
+# per partition (BENCH_BACKFILL_DAYS, default 365; BENCH_BACKFILL_ROWS, default 20000 a day).
+bench-backfill: install
+	$(PY) -m batch_inference.bench_backfill
 
 clean:
 	rm -rf $(BATCH_INFERENCE_HOME)

@@ -96,3 +96,26 @@ def test_serving_alone_refuses_a_day_whose_blocking_check_failed(home, landed, r
     shutil.copy(landing.with_suffix(".orig"), landing)
     assert defs.resolve_job_def(job("score_day")).execute_in_process(partition_key=day, instance=instance).success
     assert pipeline_lake(home).exists("serving_predictions", day)
+
+
+def test_a_corrupt_champion_fails_at_once_without_retries(home, landed, trained_small, dagster_instance, tmp_path):
+    """Digests match but the weights do not parse: a permanent error, the step is not retried."""
+    from batch_inference.defs.card_fraud.network import WEIGHTS_FILE
+    from batch_inference_tests.conftest import artifact_of
+
+    registry = fraud_registry(home)
+    artifact = artifact_of(trained_small, tmp_path / "artifact")
+    (artifact.directory / WEIGHTS_FILE).write_bytes(b"\x00" * 64)
+    registry.set_champion(registry.register(artifact).version)
+    defs = project_defs(home)
+    day = landed[0]
+    assert defs.resolve_job_def(job("ingest_day")).execute_in_process(partition_key=day,
+                                                                      instance=dagster_instance).success
+    result = defs.resolve_job_def(job("score_day")).execute_in_process(
+        partition_key=day, instance=dagster_instance, raise_on_error=False)
+    assert not result.success
+    events = result.all_events
+    assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in events)
+    failure = next(e for e in events if e.is_step_failure)
+    assert "CorruptArtifactError" in failure.step_failure_data.error.to_string()
+    assert "runbooks/F4.md" in failure.step_failure_data.error.to_string()

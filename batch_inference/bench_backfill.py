@@ -1,0 +1,216 @@
+"""`make bench-backfill`: the cost of a year backfill, ranged runs against one run per partition.
+
+For each strategy it starts a real `dagster dev` (webserver + daemon) over a fresh instance and lake
+(same landing files, same registered champion), launches a backfill of the card-fraud pipeline's
+daily assets exactly as the UI does (GraphQL `launchPartitionBackfill`), waits for it, and prints
+one JSON line: wall time, runs, per-partition overhead (wall time minus the scoring steps' own
+time, per partition), the daemon's CPU seconds, and the event log's size on disk.
+
+BENCH_BACKFILL_DAYS (default 365), BENCH_BACKFILL_ROWS (default 20000 per day),
+BENCH_BACKFILL_HOME (default ./bench_backfill_home), BENCH_BACKFILL_N (partitions per ranged run,
+default the pipeline's YAML value, 30), BENCH_BACKFILL_STRATEGIES (default "ranged,per_partition").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PIPELINE = "card_fraud"
+ASSETS = ("transactions", "features", "predictions", "serving_predictions")
+LAUNCH = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+
+
+def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - loopback only
+        return json.loads(response.read())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _days(count: int) -> list[str]:
+    end = dt.date(2026, 10, 31)
+    return [(end - dt.timedelta(days=i)).isoformat() for i in range(count - 1, -1, -1)]
+
+
+def prepare(home: Path, days: list[str], rows: int) -> None:
+    """Landing files for every day, and a champion registered once (shared by both strategies)."""
+    from batch_inference.pipelines import write_landing_file
+
+    landing = home / "landing"
+    for day in days:
+        if not (landing / f"transactions_{day}.parquet").exists():
+            write_landing_file(day, rows, landing)
+    marker = home / ".champion"
+    if marker.exists():
+        return
+    import tempfile
+
+    import pyarrow as pa
+
+    from batch_inference.defs.card_fraud.features import compute_features
+    from batch_inference.defs.card_fraud.generator import generate_transactions
+    from batch_inference.defs.card_fraud.network import MODEL_FORMAT, RiskMLPFormat
+    from batch_inference.defs.card_fraud.training import build_model
+    from batch_inference.modeling.registry import ModelRegistry
+    from batch_inference.plugins.protocols import TrainingRequest
+
+    table = pa.concat_tables(compute_features(generate_transactions(d, rows)) for d in days[:7])
+    registry = ModelRegistry(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}", "transaction_risk",
+                             str(home / "mlflow" / "artifacts"), formats={MODEL_FORMAT: RiskMLPFormat()})
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact = build_model(TrainingRequest(table, days[:7], {"epochs": 2}, Path(tmp)))
+        registry.set_champion(registry.register(artifact).version)
+    marker.touch()
+
+
+def _tree_cpu_seconds(pid: int, name: str) -> float:
+    """CPU seconds (user + system) of the processes under `pid` whose command line contains `name`."""
+    total, ticks = 0.0, os.sysconf("SC_CLK_TCK")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            if name in cmdline and int(stat[2]) in _descendants(pid):  # stat[2]: parent pid
+                total += (int(stat[11]) + int(stat[12])) / ticks
+    return total
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(proc.name))
+    found, todo = {pid}, [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _event_log_bytes(dagster_home: Path) -> int:
+    return sum(f.stat().st_size for f in (dagster_home / "history").rglob("*") if f.is_file())
+
+
+def run_strategy(name: str, per_run: int, home: Path, days: list[str]) -> dict:
+    """One backfill of `days` through a fresh `dagster dev`; returns the measurements."""
+    import dagster as dg
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    work = home / name
+    shutil.rmtree(work, ignore_errors=True)
+    dagster_home = work / "dagster_home"
+    dagster_home.mkdir(parents=True)
+    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "BATCH_INFERENCE_HOME": str(work),
+           "BATCH_INFERENCE_LANDING_URI": str(home / "landing"),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+           "BATCH_INFERENCE_MLFLOW_ARTIFACTS": str(home / "mlflow" / "artifacts"),
+           "BATCH_INFERENCE_SENSORS": "stopped", "BATCH_INFERENCE_PARTITIONS_PER_RUN": str(per_run)}
+    port = _free_port()
+    log = open(work / "dagster_dev.log", "w")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1",
+                             "-p", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                if _graphql(port, "{ version }").get("data"):
+                    break
+            time.sleep(1)
+        else:
+            raise TimeoutError(f"dagster dev did not start, see {work / 'dagster_dev.log'}")
+        daemon_cpu_before = _tree_cpu_seconds(proc.pid, "dagster._daemon")
+        started = time.monotonic()
+        params = {"partitionNames": days, "assetSelection": [{"path": [PIPELINE, a]} for a in ASSETS]}
+        answer = _graphql(port, LAUNCH, {"params": params})["data"]["launchPartitionBackfill"]
+        if answer["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"backfill not launched: {answer}")
+        os.environ["DAGSTER_HOME"] = str(dagster_home)
+        with dg.DagsterInstance.get() as instance:
+            backfill_id = answer["backfillId"]
+            while instance.get_backfill(backfill_id).status == BulkActionStatus.REQUESTED:
+                time.sleep(2)
+            wall = time.monotonic() - started
+            status = instance.get_backfill(backfill_id).status
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+            engine = 0.0
+            for day in days:
+                records = instance.fetch_materializations(dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey([PIPELINE, "predictions"]), asset_partitions=[day]), limit=1).records
+                if records:
+                    meta = records[0].asset_materialization.metadata
+                    engine += float(meta["duration_seconds"].value) if "duration_seconds" in meta else 0.0
+        daemon_cpu = _tree_cpu_seconds(proc.pid, "dagster._daemon") - daemon_cpu_before
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+    return {"strategy": name, "partitions": len(days), "partitions_per_run": per_run, "status": status.value,
+            "runs": len(runs), "wall_seconds": round(wall, 1), "scoring_seconds": round(engine, 1),
+            "overhead_per_partition_s": round((wall - engine) / len(days), 3),
+            "daemon_cpu_seconds": round(daemon_cpu, 1),
+            "event_log_mb": round(_event_log_bytes(dagster_home) / 1e6, 1)}
+
+
+def main() -> int:
+    home = Path(os.environ.get("BENCH_BACKFILL_HOME", "bench_backfill_home")).resolve()
+    days = _days(int(os.environ.get("BENCH_BACKFILL_DAYS", "365")))
+    rows = int(os.environ.get("BENCH_BACKFILL_ROWS", "20000"))
+    ranged_n = int(os.environ.get("BENCH_BACKFILL_N", "30"))
+    strategies = os.environ.get("BENCH_BACKFILL_STRATEGIES", "ranged,per_partition").split(",")
+    home.mkdir(parents=True, exist_ok=True)
+    prepare(home, days, rows)
+    results = {}
+    for name in strategies:
+        results[name] = run_strategy(name, ranged_n if name == "ranged" else 1, home, days)
+        print(json.dumps(results[name]), flush=True)
+    if {"ranged", "per_partition"} <= set(results):
+        r, p = results["ranged"], results["per_partition"]
+        print(json.dumps({"summary": "ranged vs one run per partition", "speedup": round(p["wall_seconds"] /
+                          r["wall_seconds"], 2), "runs": f"{r['runs']} vs {p['runs']}",
+                          "overhead_per_partition_s": f"{r['overhead_per_partition_s']} vs "
+                                                      f"{p['overhead_per_partition_s']}"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
