@@ -7,38 +7,36 @@ import dagster as dg
 import pytest
 from dagster._core.execution.backfill import BulkActionStatus  # not exported at the top level
 
-from batch_inference.cli import write_landing_file
 from batch_inference.lake import Lake
+from batch_inference.pipelines import write_landing_file
 from batch_inference.rescoring import versions_in_partition
-from batch_inference_tests.conftest import subprocess_env
+from batch_inference_tests.conftest import artifact_of, key, pipeline_lake, project_defs, subprocess_env
 from batch_inference_tests.dagster_dev import dagster_dev, graphql, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def _versions(lake: Lake, day: str) -> set[str]:
-    return versions_in_partition(lake, day) if lake.exists("predictions", day) else set()
+    return versions_in_partition(lake, "predictions", day) if lake.exists("predictions", day) else set()
 
 
-def _recent_days(n: int) -> list[str]:
-    from batch_inference.automation.sensors import _partition_keys
-
-    return _partition_keys()[-n:]
+def _recent_days(settings, n: int) -> list[str]:
+    return project_defs(settings).resolve_assets_def(key("predictions")).partitions_def.get_partition_keys()[-n:]
 
 
 def test_new_file_is_scored_and_promotion_rescores(home, registry, trained_small, tmp_path):
-    days = _recent_days(2)
-    lake = Lake(home.lake_uri)
+    days = _recent_days(home, 2)
+    lake = pipeline_lake(home)
     v1 = registry.require_champion().version
     with dagster_dev(subprocess_env(home), home.dagster_home, tmp_path / "dev.log"):
         for day in days:  # files land; nobody clicks anything
             write_landing_file(day, 1_500, Path(home.landing_uri))
         wait_for(lambda: all(_versions(lake, d) == {v1} for d in days), 240, "the landing sensor's runs")
         with dg.DagsterInstance.get() as instance:
-            wait_for(lambda: instance.get_materialized_partitions(dg.AssetKey("serving_predictions")) == set(days),
+            wait_for(lambda: instance.get_materialized_partitions(key("serving_predictions")) == set(days),
                      60, "publication")
 
-        v2 = registry.register(trained_small).version  # promote a new version
+        v2 = registry.register(artifact_of(trained_small, tmp_path / "v2")).version  # promote a new version
         registry.set_champion(v2)
         wait_for(lambda: all(_versions(lake, d) == {v2} for d in days), 300, "re-scoring with the new champion")
         with dg.DagsterInstance.get() as instance:
@@ -62,14 +60,14 @@ mutation($params: LaunchBackfillParams!) {
 
 
 def test_backfill_of_60_days_from_the_ui_api(home, registry, tmp_path):
-    days = _recent_days(60)
+    days = _recent_days(home, 60)
     for day in days:
         write_landing_file(day, 300, Path(home.landing_uri))
     env = {**subprocess_env(home), "BATCH_INFERENCE_SENSORS": "stopped"}  # only the backfill runs
     with dagster_dev(env, home.dagster_home, tmp_path / "dev.log") as port:
         started = time.monotonic()
         params = {"partitionNames": days, "assetSelection": [
-            {"path": [a]} for a in ("transactions", "features", "predictions", "serving_predictions")]}
+            {"path": list(key(a).path)} for a in ("transactions", "features", "predictions", "serving_predictions")]}
         answer = graphql(port, LAUNCH, {"params": params})["data"]["launchPartitionBackfill"]
         assert answer["__typename"] == "LaunchBackfillSuccess", answer
         with dg.DagsterInstance.get() as instance:
@@ -79,6 +77,6 @@ def test_backfill_of_60_days_from_the_ui_api(home, registry, tmp_path):
             wall = time.monotonic() - started
             runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
             assert done.status == BulkActionStatus.COMPLETED_SUCCESS, done.status
-            assert instance.get_materialized_partitions(dg.AssetKey("serving_predictions")) == set(days)
+            assert instance.get_materialized_partitions(key("serving_predictions")) == set(days)
             print(f"\nbackfill of {len(days)} days: {len(runs)} runs, {wall:.0f} s wall time")
             assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)

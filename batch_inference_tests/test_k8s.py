@@ -6,15 +6,17 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from batch_inference.definitions import defs
+from batch_inference.definitions import build_definitions
 from batch_inference.k8s import step_job_manifests
 
 REPO = Path(__file__).resolve().parents[1]
-JOBS = ["daily_pipeline", "ingest_day", "score_day", "train_model"]
+JOBS = [f"card_fraud_{j}" for j in ("daily_pipeline", "ingest_day", "score_day", "train_model")]
+GPU_STEP = "card_fraud__predictions"
 
 
 @pytest.fixture(scope="module")
 def manifests() -> dict[str, dict[str, dict]]:
+    defs = build_definitions(env="local")  # the manifests are built offline from the ops' tags
     return {job: step_job_manifests(defs, job, "registry.example.com/batch-inference:1.0.0") for job in JOBS}
 
 
@@ -37,7 +39,7 @@ def test_gpu_only_for_predictions(manifests):
             pod = _pod(manifest)
             resources = pod["containers"][0]["resources"]
             has_gpu = "nvidia.com/gpu" in resources.get("limits", {})
-            assert has_gpu == (step == "predictions"), (job, step)
+            assert has_gpu == (step == GPU_STEP), (job, step)
             if has_gpu:
                 assert resources["limits"]["nvidia.com/gpu"] == "1"
                 assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}

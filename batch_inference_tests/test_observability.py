@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from batch_inference.observability import JsonFormatter, ProgressReporter, cost_per_million_rows, push_metrics
-from batch_inference_tests.conftest import project_defs
+from batch_inference_tests.conftest import job, project_defs
+from batch_inference_tests.conftest import key as asset_key  # `key` is a loop variable below
 from batch_inference_tests.dagster_dev import free_port
 from batch_inference_tests.services import _process
 
@@ -47,12 +48,12 @@ def test_predictions_metadata_and_json_logs(home, landed, registry, tmp_path):
     defs = project_defs(home)
     with dg.DagsterInstance.get() as instance:
         day = landed[0]
-        assert defs.resolve_job_def("ingest_day").execute_in_process(partition_key=day, instance=instance).success
-        result = defs.resolve_job_def("score_day").execute_in_process(
+        assert defs.resolve_job_def(job("ingest_day")).execute_in_process(partition_key=day, instance=instance).success
+        result = defs.resolve_job_def(job("score_day")).execute_in_process(
             partition_key=day, instance=instance,
             run_config={"resources": {"observability": {"config": {"progress_interval_s": 0.0}}}})
         assert result.success
-        meta = instance.get_latest_materialization_event(dg.AssetKey("predictions")).asset_materialization.metadata
+        meta = instance.get_latest_materialization_event(asset_key("predictions")).asset_materialization.metadata
     for key in NUMERIC:
         assert isinstance(meta[key].value, int | float), key
     assert meta["rows"].value > 0 and meta["rows_per_second"].value > 0

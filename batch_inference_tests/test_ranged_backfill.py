@@ -11,7 +11,14 @@ import pytest
 
 from batch_inference.pipelines import write_landing_file
 from batch_inference_tests.checks_helpers import latest_check
-from batch_inference_tests.conftest import fraud_registry, job, key, pipeline_lake, project_defs, subprocess_env
+from batch_inference_tests.conftest import (
+    fraud_registry,
+    job,
+    key,
+    pipeline_lake,
+    project_defs,
+    subprocess_env,
+)
 from batch_inference_tests.invariants import assert_day_scored_once
 
 DAYS = ["2026-02-01", "2026-02-02", "2026-02-03"]

@@ -9,15 +9,28 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from batch_inference.modeling.artifact import CONFIG_FILE, MODEL_FORMAT, WEIGHTS_FILE, sha256_file
+from batch_inference.defs.card_fraud.network import MODEL_FORMAT, WEIGHTS_FILE
+from batch_inference.modeling.artifact import (
+    CONFIG_FILE,
+    REFERENCE_FILE,
+    CorruptArtifactError,
+    manifest,
+    sha256_file,
+)
 from batch_inference.modeling.registry import (
     _LOADED,
-    TAG_CONFIG,
+    TAG_FILES,
     TAG_FORMAT,
-    TAG_WEIGHTS,
     UntrustedModelError,
 )
-from batch_inference_tests.conftest import project_defs, subprocess_env
+from batch_inference_tests.conftest import (
+    MODEL_NAME,
+    artifact_of,
+    job,
+    pipeline_lake,
+    project_defs,
+    subprocess_env,
+)
 
 BIN = Path(sys.executable).parent
 
@@ -33,7 +46,7 @@ class _Payload:
 
 
 def _score_day(home, day, instance):
-    return project_defs(home).resolve_job_def("score_day").execute_in_process(
+    return project_defs(home).resolve_job_def(job("score_day")).execute_in_process(
         partition_key=day, instance=instance, raise_on_error=False)
 
 
@@ -43,11 +56,10 @@ def _error_text(result) -> str:
 
 def _ingest_and_score(home, landed, instance):
     day = landed[0]
-    assert project_defs(home).resolve_job_def("ingest_day").execute_in_process(partition_key=day, instance=instance).success
+    assert project_defs(home).resolve_job_def(job("ingest_day")).execute_in_process(
+        partition_key=day, instance=instance).success
     assert _score_day(home, day, instance).success
-    from batch_inference.lake import Lake
-
-    return day, Lake(home.lake_uri).read("predictions", day)
+    return day, pipeline_lake(home).read("predictions", day)
 
 
 def test_tampered_weights_stop_scoring_and_leave_predictions(home, landed, registry, dagster_instance):
@@ -61,11 +73,10 @@ def test_tampered_weights_stop_scoring_and_leave_predictions(home, landed, regis
     result = _score_day(home, day, instance)
     assert not result.success
     text = _error_text(result)
-    expected = registry.require_champion().weights_sha256
-    assert "SHA-256 mismatch" in text and f"expected {expected}, found {sha256_file(weights)}" in text
-    from batch_inference.lake import Lake
-
-    assert Lake(home.lake_uri).read("predictions", day).equals(before)
+    expected = registry.require_champion().files[WEIGHTS_FILE]
+    assert f"SHA-256 mismatch for {WEIGHTS_FILE}" in text
+    assert f"expected {expected}, found {sha256_file(weights)}" in text
+    assert pipeline_lake(home).read("predictions", day).equals(before)
 
 
 def test_pickle_model_promoted_to_champion_is_refused_unrun(home, landed, registry, dagster_instance, tmp_path):
@@ -87,36 +98,69 @@ def test_pickle_model_promoted_to_champion_is_refused_unrun(home, landed, regist
     mlflow.set_registry_uri(home.mlflow_tracking_uri)
     with mlflow.start_run(experiment_id=registry._experiment_id()):
         info = mlflow.pyfunc.log_model(name="model", python_model=Evil(), pip_requirements=[])
-    version = mlflow.register_model(info.model_uri, home.model_name).version
+    version = mlflow.register_model(info.model_uri, MODEL_NAME).version
     registry.set_champion(str(version))
     assert not marker.exists()
 
     result = _score_day(home, day, instance)
     assert not result.success
-    assert "is not in the project's format" in _error_text(result)
+    assert "is not in a format this pipeline loads" in _error_text(result)
     assert not marker.exists(), "the pickled payload ran"
-    from batch_inference.lake import Lake
+    assert pipeline_lake(home).read("predictions", day).equals(before)
 
-    assert Lake(home.lake_uri).read("predictions", day).equals(before)
+
+def _forge_version(registry, artifact: Path, files: dict[str, str]) -> str:
+    """A version registered straight through MLflow, with our format tag and the given manifest."""
+    client = registry.client
+    run = client.create_run(registry._experiment_id())
+    client.log_artifacts(run.info.run_id, str(artifact), "model")
+    mv = client.create_model_version(MODEL_NAME, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id,
+                                     tags={TAG_FORMAT: MODEL_FORMAT, TAG_FILES: json.dumps(files, sort_keys=True)})
+    return str(mv.version)
+
+
+def _pickled_artifact(directory: Path, marker: Path) -> Path:
+    directory.mkdir()
+    (directory / WEIGHTS_FILE).write_bytes(pickle.dumps(_Payload(marker)))
+    (directory / CONFIG_FILE).write_text(json.dumps({"format": MODEL_FORMAT, "features": ["a"], "hidden_sizes": [2]}))
+    (directory / REFERENCE_FILE).write_text(json.dumps({"features": {}}))
+    return directory
 
 
 def test_pickle_bytes_behind_our_tags_never_unpickle(home, registry, tmp_path):
     """Even a version forged with our format tag and correct digests cannot run code on load."""
     marker = tmp_path / "pwned"
-    artifact = tmp_path / "model"
-    artifact.mkdir()
-    (artifact / WEIGHTS_FILE).write_bytes(pickle.dumps(_Payload(marker)))
-    (artifact / CONFIG_FILE).write_text(json.dumps({"format": MODEL_FORMAT, "features": ["a"], "hidden_sizes": [2]}))
-    client = registry.client
-    run = client.create_run(registry._experiment_id())
-    client.log_artifacts(run.info.run_id, str(artifact), "model")
-    mv = client.create_model_version(home.model_name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id,
-                                     tags={TAG_FORMAT: MODEL_FORMAT, TAG_WEIGHTS: sha256_file(artifact / WEIGHTS_FILE),
-                                           TAG_CONFIG: sha256_file(artifact / CONFIG_FILE)})
-    with pytest.raises(Exception) as info:
-        registry.load(registry.version(mv.version))
-    assert not isinstance(info.value, UntrustedModelError)  # digests matched; safetensors refused the bytes
+    artifact = _pickled_artifact(tmp_path / "model", marker)
+    version = _forge_version(registry, artifact, manifest(artifact))
+    with pytest.raises(CorruptArtifactError) as info:  # digests matched; safetensors refused the bytes
+        registry.load(registry.version(version))
+    assert not isinstance(info.value, UntrustedModelError)
+    assert "match their digests but do not load" in str(info.value)
     assert not marker.exists()
+
+
+def test_corrupt_champion_fails_scoring_once_without_retry(home, landed, registry, dagster_instance, tmp_path):
+    """A corrupt version is a permanent error: the scoring step fails at once, it is not retried."""
+    marker = tmp_path / "pwned"
+    day, before = _ingest_and_score(home, landed, dagster_instance)
+    artifact = _pickled_artifact(tmp_path / "model", marker)
+    registry.set_champion(_forge_version(registry, artifact, manifest(artifact)))
+    result = _score_day(home, day, dagster_instance)
+    assert not result.success
+    assert "CorruptArtifactError" in _error_text(result)
+    assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert not marker.exists()
+    assert pipeline_lake(home).read("predictions", day).equals(before)
+
+
+def test_version_without_a_verified_reference_is_refused(home, registry, trained_small, tmp_path):
+    """The drift reference is part of every version's manifest; one registered without it is refused."""
+    artifact = artifact_of(trained_small, tmp_path / "good").directory
+    files = manifest(artifact)
+    files.pop(REFERENCE_FILE)
+    version = _forge_version(registry, artifact, files)
+    with pytest.raises(UntrustedModelError, match=REFERENCE_FILE):
+        registry.load(registry.version(version))
 
 
 def test_pickle_deserialization_is_disabled_for_mlflow():
@@ -132,7 +176,8 @@ def test_secrets_never_reach_logs_or_run_config(home, landed, registry):
     env = {**subprocess_env(home), "AWS_SECRET_ACCESS_KEY": secret, "AWS_ACCESS_KEY_ID": "AKIATEST",
            "MLFLOW_TRACKING_PASSWORD": secret}
     proc = subprocess.run([str(BIN / "dagster"), "asset", "materialize", "-m", "batch_inference.definitions",
-                           "--select", "transactions,features,predictions", "--partition", landed[0]],
+                           "--select", "card_fraud/transactions,card_fraud/features,card_fraud/predictions",
+                           "--partition", landed[0]],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert secret not in proc.stdout + proc.stderr

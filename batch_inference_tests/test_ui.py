@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_inference_tests.conftest import project_defs, subprocess_env
+from batch_inference_tests.conftest import PIPELINE, job, project_defs, subprocess_env
 from batch_inference_tests.dagster_dev import dagster_dev
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -36,10 +36,10 @@ def test_asset_graph_partitions_checks_and_metadata_in_chromium(home, landed, re
 
     defs = project_defs(home)
     for day in landed:
-        assert defs.resolve_job_def("ingest_day").execute_in_process(partition_key=day,
-                                                                     instance=dagster_instance).success
-        assert defs.resolve_job_def("score_day").execute_in_process(partition_key=day,
-                                                                    instance=dagster_instance).success
+        assert defs.resolve_job_def(job("ingest_day")).execute_in_process(partition_key=day,
+                                                                          instance=dagster_instance).success
+        assert defs.resolve_job_def(job("score_day")).execute_in_process(partition_key=day,
+                                                                         instance=dagster_instance).success
     shots = Path(os.environ.get("BI_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     env = {**subprocess_env(home), "BATCH_INFERENCE_SENSORS": "stopped"}
@@ -50,26 +50,27 @@ def test_asset_graph_partitions_checks_and_metadata_in_chromium(home, landed, re
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         base = f"http://127.0.0.1:{port}"
 
-        _open(page, f"{base}/locations/batch_inference/asset-groups/scoring")
+        _open(page, f"{base}/locations/batch_inference/asset-groups/{PIPELINE}")  # one group per pipeline
         for asset in ("transactions", "features", "predictions"):
             page.get_by_text(asset, exact=True).first.wait_for(timeout=90_000)
         page.get_by_text("4 / 4 Passed").first.wait_for(timeout=30_000)
         _shot(page, shots, "asset_graph")
 
-        _open(page, f"{base}/assets/predictions?view=partitions")
+        _open(page, f"{base}/assets/{PIPELINE}/predictions?view=partitions")
         page.get_by_text(f"Materialized ({len(landed)})").first.wait_for(timeout=60_000)
         page.get_by_text("Failed (0)").first.wait_for(timeout=10_000)
         _shot(page, shots, "predictions_partitions")
 
-        _open(page, f"{base}/assets/predictions?view=checks")
+        _open(page, f"{base}/assets/{PIPELINE}/predictions?view=checks")
         for check in CHECKS:
             page.get_by_text(check, exact=True).first.wait_for(timeout=60_000)
         page.get_by_text("Succeeded").first.wait_for(timeout=30_000)
         assert page.get_by_text("Succeeded").count() >= len(CHECKS)
         _shot(page, shots, "predictions_checks")
 
-        _open(page, f"{base}/assets/predictions?view=events")
-        for key in ("rows_per_second", "batch_latency_p99_ms", "cost_per_million_rows", "model_version"):
+        _open(page, f"{base}/assets/{PIPELINE}/predictions?view=events")
+        for key in ("rows_per_second", "batch_latency_p99_ms", "cost_per_million_rows", "model_version",
+                    "model_artifact_sha256"):
             page.get_by_text(key, exact=True).first.wait_for(timeout=60_000)
         _shot(page, shots, "predictions_metadata")
         browser.close()
