@@ -20,7 +20,12 @@ from batch_inference.components.metadata import column_schema
 from batch_inference.components.pipeline import LEDGER, QUARANTINE, Pipeline
 from batch_inference.components.scoring import score_days
 from batch_inference.ingest import read_landing_file, screen_rows
-from batch_inference.observability import freshness_lag_seconds, partition_start_timestamp, push_metrics
+from batch_inference.observability import (
+    freshness_lag_seconds,
+    partition_start_timestamp,
+    push_metrics,
+    recovery_time_seconds,
+)
 from batch_inference.resources import (
     LakeResource,
     ModelRegistryResource,
@@ -261,6 +266,9 @@ def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDef
         newest = _newest_event_time(context, p, date)
         if newest is not None:
             metadata["publish_freshness_lag_seconds"] = round(freshness_lag_seconds(newest, published), 3)
+        recovery = _recovery_time(context, p, date, published)
+        if recovery is not None:
+            metadata["recovery_time_seconds"] = recovery
         if observability.pushgateway_url:
             try:
                 push_metrics(observability.pushgateway_url, p.serving_asset, metadata, pipeline=p.name,
@@ -270,6 +278,19 @@ def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDef
         return metadata
 
     return _serving
+
+
+def _recovery_time(context, p: Pipeline, date: str, published: dt.datetime) -> float | None:
+    """Seconds from the first failed run of this partition (since its last success) to this publish."""
+    records = context.instance.get_run_records(dg.RunsFilter(
+        tags={"dagster/partition": date},
+        statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]), limit=200)
+    def ours(run: dg.DagsterRun) -> bool:
+        return run.job_name.startswith(f"{p.name}_") or any(k.path[0] == p.name for k in run.asset_selection or ())
+
+    events = [(r.end_time, r.dagster_run.status == dg.DagsterRunStatus.SUCCESS) for r in records
+              if r.end_time and ours(r.dagster_run)]
+    return recovery_time_seconds([*events, (published.timestamp(), True)])
 
 
 def _newest_event_time(context, p: Pipeline, date: str) -> dt.datetime | None:

@@ -9,6 +9,7 @@ store, so the failure sensor and the flush sensor (which sends a group's follow-
 closes) share it across ticks and daemon restarts.
 """
 
+import contextlib
 import json
 import os
 import time
@@ -18,6 +19,7 @@ import dagster as dg
 from dagster._core.events import DagsterEventType
 
 from batch_inference.alerting import Alert, AlertRouter, runbook_url
+from batch_inference.observability import push_detection_time
 
 ALERT_STATE_KEY = "batch_inference/alert_state"
 CONFIG_ENV = "BATCH_INFERENCE_ALERTING_CONFIG"
@@ -49,7 +51,9 @@ def _pipeline_of(run: dg.DagsterRun) -> str:
 def alerts_for_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> list[Alert]:
     """One alert per failed blocking check of the run, or one run-failure alert if none failed."""
     pipeline, partition = _pipeline_of(run), run.tags.get("dagster/partition", "")
-    common = {"pipeline": pipeline, "partition": partition, "run_id": run.run_id, "occurred_at": time.time(),
+    record = instance.get_run_record_by_id(run.run_id)
+    failed_at = record.end_time if record is not None and record.end_time else time.time()
+    common = {"pipeline": pipeline, "partition": partition, "run_id": run.run_id, "occurred_at": failed_at,
               "backfill": "dagster/backfill" in run.tags}
     alerts = []
     for record in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
@@ -70,11 +74,16 @@ def alerts_for_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun, mess
 def _deliver(context, router: AlertRouter, alerts: list[Alert]) -> int:
     instance = context.instance
     notifications, state = router.process(alerts, _load_state(instance), now=time.time())
+    pushgateway = os.environ.get("BATCH_INFERENCE_PUSHGATEWAY_URL", "")
     for note in notifications:
         try:
             router.send(note)
         except OSError as exc:  # the alert path must never crash the daemon; the next tick retries groups
             context.log.error(f"alert not delivered: {exc}")
+            continue
+        if pushgateway and note.first_failure_at:  # M12: from the failure to its notification
+            with contextlib.suppress(OSError):
+                push_detection_time(pushgateway, "alerts", time.time() - note.first_failure_at, note.pipeline)
     _save_state(instance, state)
     return len(notifications)
 
