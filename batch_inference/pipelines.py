@@ -31,7 +31,7 @@ class PipelineInfo:
 
     @property
     def model_name(self) -> str:
-        return self.attributes["model"]["registered_name"]
+        return self.attributes["registered_model"]["registered_name"]
 
     def asset(self, section: str, default: str) -> str:
         return self.attributes.get(section, {}).get("asset", default)

@@ -17,7 +17,9 @@ import tempfile
 from pathlib import Path
 
 import duckdb
+import pyarrow.fs as pafs
 
+from batch_inference.lake import filesystem_for
 from batch_inference.validation import validate_identifier
 
 
@@ -63,10 +65,34 @@ def write_views_sql(path: Path, lake_root: str) -> list[str]:
 def connect(lake_root: str) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a view per pipeline asset (`card_fraud.predictions`, ...).
 
-    Readers hold no lock on anything a writer needs; close the connection when done.
+    Readers hold no lock on anything a writer needs; close the connection when done. A lake on S3
+    is read through pyarrow datasets (DuckDB's httpfs extension is not needed).
     """
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    for statement in view_statements(lake_root):
-        con.execute(statement)
+    fs, root = filesystem_for(lake_root)
+    if isinstance(fs, pafs.LocalFileSystem):
+        for statement in view_statements(root):
+            con.execute(statement)
+        return con
+    import pyarrow.dataset as ds
+
+    for pipeline_dir in _subdirs(fs, root):
+        pipeline = validate_identifier(pipeline_dir.base_name)
+        for asset_dir in _subdirs(fs, pipeline_dir.path):
+            asset = validate_identifier(asset_dir.base_name)
+            dataset = ds.dataset(asset_dir.path, filesystem=fs, format="parquet", partitioning="hive",
+                                 exclude_invalid_files=True)
+            if not dataset.files:
+                continue
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {pipeline}")
+            con.register(f"_{pipeline}__{asset}", dataset)
+            # Identifiers are validated folder names.
+            con.execute(f"CREATE OR REPLACE VIEW {pipeline}.{asset} AS SELECT * FROM _{pipeline}__{asset}")  # noqa: S608
     return con
+
+
+def _subdirs(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return sorted((i for i in infos if i.type == pafs.FileType.Directory and not i.base_name.startswith(("_", "."))),
+                  key=lambda i: i.base_name)

@@ -77,12 +77,12 @@ def second_pipeline_yaml(model_name: str = "payment_risk") -> dict:
                   "rules": "batch_inference.defs.card_fraud.schemas:TransactionsSchema", "key": "record_id",
                   "event_time": "event_time"},
         "features": {"sql": str(CARD_FRAUD / "features.sql")},
-        "model": {"registered_name": model_name, "format": "batch_inference.defs.card_fraud.network:RiskMLPFormat",
+        "registered_model": {"registered_name": model_name, "format": "batch_inference.defs.card_fraud.network:RiskMLPFormat",
                   "builder": "batch_inference.defs.card_fraud.training:build_model",
                   "params": {"features": features, "hidden_sizes": [16], "epochs": 2}},
         "scoring": {"adapter": "batch_inference.plugins.tabular:FloatMatrix",
                     "head": "batch_inference.plugins.heads:Probability",
-                    "schema": "batch_inference.defs.card_fraud.schemas:PredictionsSchema"},
+                    "pandera_schema": "batch_inference.defs.card_fraud.schemas:PredictionsSchema"},
         "automation": {"rescore_window_days": 7},
     }}
 

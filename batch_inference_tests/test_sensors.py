@@ -144,7 +144,7 @@ def _sensor_of_yaml(**automation) -> dg.SensorDefinition:
     attributes = yaml.safe_load((info.folder / "defs.yaml").read_text())["attributes"]
     attributes["automation"] = {**attributes.get("automation", {}), **automation}
     context = dg.ComponentTree.for_test().load_context.for_path(info.folder)
-    defs = BatchScoring.model_validate(attributes).build_defs(context)
+    defs = BatchScoring.resolve_from_dict(attributes).build_defs(context)
     return next(s for s in defs.sensors if s.name == f"{PIPELINE}_champion_sensor")
 
 

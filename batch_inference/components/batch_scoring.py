@@ -56,7 +56,7 @@ class FeaturesSpec(dg.Model):
     asset: str = "features"
     sql: str | None = Field(None, description="SQL file (relative to this folder) over the table `input`.")
     callable: str | None = Field(None, description="Import path of `fn(pa.Table) -> pa.Table`.")
-    schema_: str | None = Field(None, alias="schema", description="Import path of the features' pandera model.")
+    pandera_schema: str | None = Field(None, description="Import path of the features' pandera model.")
 
 
 class ModelSpec(dg.Model):
@@ -76,7 +76,7 @@ class ScoringSpec(dg.Model):
     adapter_params: dict[str, Any] = Field(default_factory=dict)
     head: str = Field(..., description="Import path of the output head class.")
     head_params: dict[str, Any] = Field(default_factory=dict)
-    schema_: str | None = Field(None, alias="schema", description="Import path of the output pandera model.")
+    pandera_schema: str | None = Field(None, description="Import path of the output pandera model.")
     device: str = "auto"
     read_batch_rows: int = 16_384
     forward_rows: int = 8_192
@@ -118,7 +118,7 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
     partitions_start: str = "2025-01-01"
     input: InputSpec
     features: FeaturesSpec
-    model_: ModelSpec = Field(..., alias="model")
+    registered_model: ModelSpec
     scoring: ScoringSpec
     quality: QualitySpec = Field(default_factory=QualitySpec)
     automation: AutomationSpec = Field(default_factory=AutomationSpec)
@@ -142,12 +142,12 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
             event_time_tolerance=dt.timedelta(hours=self.input.event_time_tolerance_hours),
             generator_path=self.input.generator, features_asset=self.features.asset,
             features_sql=self.features.sql, features_callable_path=self.features.callable,
-            features_schema_path=self.features.schema_, model_name=self.model_.registered_name,
-            model_alias=self.model_.alias, format_path=self.model_.format, builder_path=self.model_.builder,
-            model_params=dict(self.model_.params), training_days=self.model_.training_days,
-            promote=self.model_.promote, predictions_asset=self.scoring.asset, adapter_path=self.scoring.adapter,
+            features_schema_path=self.features.pandera_schema, model_name=self.registered_model.registered_name,
+            model_alias=self.registered_model.alias, format_path=self.registered_model.format, builder_path=self.registered_model.builder,
+            model_params=dict(self.registered_model.params), training_days=self.registered_model.training_days,
+            promote=self.registered_model.promote, predictions_asset=self.scoring.asset, adapter_path=self.scoring.adapter,
             adapter_params=dict(self.scoring.adapter_params), head_path=self.scoring.head,
-            head_params=dict(self.scoring.head_params), predictions_schema_path=self.scoring.schema_,
+            head_params=dict(self.scoring.head_params), predictions_schema_path=self.scoring.pandera_schema,
             device=self.scoring.device, read_batch_rows=self.scoring.read_batch_rows,
             forward_rows=self.scoring.forward_rows, checkpoint_rows=self.scoring.checkpoint_rows,
             gpu_k8s_config=k8s,

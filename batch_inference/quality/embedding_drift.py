@@ -214,3 +214,32 @@ def compare_tables(reference: dict[str, Any], embeddings: pa.Table, features: pa
         kept = pc.is_in(features.column("record_id"), value_set=embeddings.column("record_id").combine_chunks())
         lengths = features.filter(kept).column(length_column).to_numpy(zero_copy_only=False)
     return compare_day(reference, matrix, lengths, thresholds)
+
+
+def drift_check(p: Any, reference: dict[str, Any], store: Any, date: str, thresholds: Any) -> tuple[str, dict]:
+    """The platform's custom drift-check hook (`quality.drift_check` in a pipeline's YAML).
+
+    Reads the day's `embedding` (output) and `text_length` (features) through the pipeline's lake
+    `store`; `thresholds` (the platform's DriftThresholds) lends its `min_rows` and PSI bands.
+    """
+    t = EmbeddingDriftThresholds(
+        min_rows=int(getattr(thresholds, "min_rows", EmbeddingDriftThresholds.min_rows)),
+        psi_warn=float(getattr(thresholds, "psi_warn", EmbeddingDriftThresholds.psi_warn)),
+        psi_alert=float(getattr(thresholds, "psi_alert", EmbeddingDriftThresholds.psi_alert)))
+    embeddings = store.read(p.predictions_asset, date, ["record_id", "embedding"])
+    features = None
+    if "text_length" in store.parquet_file(p.features_asset, date).schema_arrow.names:
+        features = store.read(p.features_asset, date, ["record_id", "text_length"])
+    report = compare_tables(reference, embeddings, features, t)
+    table: Any = report.as_markdown()
+    try:
+        import dagster as dg
+
+        table = dg.MetadataValue.md(table)
+    except ImportError:  # pragma: no cover - the platform always has dagster
+        pass
+    metadata: dict[str, Any] = {"rows": report.rows, "drift_table": table}
+    for m in report.metrics:
+        metadata[m.metric] = round(m.value, 6)
+        metadata[f"{m.metric}_alert_threshold"] = round(m.alert, 6)
+    return report.status, metadata

@@ -227,8 +227,12 @@ def _drift_text(u: np.ndarray) -> str:
 _DRAWS = 24
 
 
-def generate_tickets(date: str, rows: int, corrupt_rate: float = 0.0, drift: float = 0.0) -> pa.Table:
-    """Make `rows` support tickets for `date` (YYYY-MM-DD), ordered by `created_at`."""
+def generate_tickets(date: str, rows: int, corrupt_rate: float = 0.0, drift: float = 0.0,
+                     drop_column: str | None = None) -> pa.Table:
+    """Make `rows` support tickets for `date` (YYYY-MM-DD), ordered by `created_at`.
+
+    `drop_column` leaves a column out (a bad file, for the file-level checks).
+    """
     day = dt.date.fromisoformat(date)
     if rows < 0:
         raise ValueError(f"rows must be >= 0, got {rows}")
@@ -272,7 +276,12 @@ def generate_tickets(date: str, rows: int, corrupt_rate: float = 0.0, drift: flo
         pa.array(np.asarray(CATEGORIES, dtype=object)[category], pa.string()),
         pa.array(texts, pa.string()),
     ]
-    return pa.Table.from_arrays(columns, schema=TICKETS_SCHEMA)
+    table = pa.Table.from_arrays(columns, schema=TICKETS_SCHEMA)
+    if drop_column:
+        if drop_column not in table.column_names:
+            raise ValueError(f"drop_column {drop_column!r} is not a column: {table.column_names}")
+        table = table.drop_columns([drop_column])
+    return table
 
 
 def landing_name(date: str) -> str:
@@ -281,11 +290,14 @@ def landing_name(date: str) -> str:
 
 
 def write_landing(date: str, rows: int, landing_dir: Path, *, corrupt_rate: float = 0.0,
-                  drift: float = 0.0) -> Path:
+                  drift: float = 0.0, drop_column: str | None = None) -> Path:
     """Generate one day into `landing_dir/tickets_<date>.parquet` atomically (temp file + rename)."""
     import pyarrow.parquet as pq
 
-    table = generate_tickets(date, rows, corrupt_rate=corrupt_rate, drift=drift)
+    from batch_inference.validation import validate_partition_key
+
+    date = validate_partition_key(date)
+    table = generate_tickets(date, rows, corrupt_rate=corrupt_rate, drift=drift, drop_column=drop_column)
     landing_dir = Path(landing_dir)
     landing_dir.mkdir(parents=True, exist_ok=True)
     final = landing_dir / landing_name(date)
