@@ -62,6 +62,17 @@ def test_a_ranged_run_records_checks_and_figures_per_partition(home, ingested, d
         assert pipeline_lake(home).read("serving_predictions", day).num_rows == ROWS[day]
 
 
+def test_a_range_of_one_partition_as_a_backfill_submits_it_records_its_checks(home, ingested, dagster_instance):
+    """A `multi_run(1)` backfill run carries range tags, not `dagster/partition`: checks still per partition."""
+    day = DAYS[0]
+    result = project_defs(home).resolve_job_def(job("score_day")).execute_in_process(
+        instance=dagster_instance, tags=_range_tags([day]))
+    assert result.success and pipeline_lake(home).exists("serving_predictions", day)
+    for name in PREDICTION_CHECKS:
+        evaluation = latest_check(dagster_instance, "predictions", name, partition=day)
+        assert evaluation is not None and evaluation.passed and evaluation.partition == day, name
+
+
 @pytest.mark.integration
 def test_a_range_killed_half_way_reruns_only_what_was_not_committed(home, ingested, dagster_instance):
     script = (

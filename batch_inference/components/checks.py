@@ -63,7 +63,7 @@ def _schema_check(p: Pipeline, asset: str, schema) -> dg.AssetChecksDefinition:
         def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource):
             dates = check_dates(context)
             results = {d: _schema_result(schema, p.lake(lake).read(asset, d)) for d in dates}
-            if len(dates) == 1:
+            if single_partition_run(context):
                 yield next(iter(results.values()))
                 return
             for date, result in results.items():  # a ranged run: one record per partition
@@ -72,6 +72,12 @@ def _schema_check(p: Pipeline, asset: str, schema) -> dg.AssetChecksDefinition:
             yield dg.Output(None, output_name="result")
 
     return _check
+
+
+def single_partition_run(context: dg.AssetCheckExecutionContext) -> bool:
+    """A run of one partition (`dagster/partition`), as opposed to a ranged run, even of one day: Dagster
+    records a plain check result for the partition only in the former."""
+    return "dagster/partition" in context.op_execution_context.run.tags
 
 
 def check_dates(context: dg.AssetCheckExecutionContext) -> list[str]:
@@ -236,13 +242,14 @@ def build_checks(p: Pipeline) -> list[dg.AssetChecksDefinition]:
         """The four checks on the predictions in one step (one pod in production), each selectable alone;
         in a ranged run, every check of every partition is recorded for its partition."""
         dates = check_dates(context)
+        single = single_partition_run(context)
         for date in dates:
             with span("checks", pipeline=p.name, partition=date, asset=pred):
                 results = [(key, _evaluate(key, context, date, lake, model_registry, quality))
                            for key in context.selected_asset_check_keys]
             _push_checks(observability, [r for _, r in results])
             for key, result in results:
-                yield result if len(dates) == 1 else per_partition(context.instance, key, result, date)
+                yield result if single else per_partition(context.instance, key, result, date)
 
     def _evaluate(key, context, date, lake, model_registry, quality) -> dg.AssetCheckResult:
         kind = key.name.removeprefix(f"{pred}_")
