@@ -45,7 +45,8 @@ def build_resources(settings: Settings | None = None, env: str = "local") -> dic
         return {
             "lake": LakeResource(lake_uri=dg.EnvVar("BATCH_INFERENCE_LAKE_URI"),
                                  landing_uri=dg.EnvVar("BATCH_INFERENCE_LANDING_URI")),
-            "warehouse": WarehouseResource(views_sql=dg.EnvVar("BATCH_INFERENCE_WAREHOUSE_SQL")),
+            # With the lake on S3 the published Parquet objects are the serving table; no views file.
+            "warehouse": WarehouseResource(views_sql=os.environ.get("BATCH_INFERENCE_WAREHOUSE_SQL", "")),
             "model_registry": ModelRegistryResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
             "quality": QualityResource(),
             "observability": ObservabilityResource(pushgateway_url=os.environ.get("BATCH_INFERENCE_PUSHGATEWAY_URL", "")),

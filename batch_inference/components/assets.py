@@ -254,7 +254,8 @@ def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDef
             store = p.lake(lake)
             table = store.read(p.predictions_asset, date)
             uri = store.write(p.serving_asset, date, table)
-            views = serving.write_views_sql(warehouse.views_path, lake.lake_uri) if store.is_local else []
+            views = (serving.write_views_sql(warehouse.views_path, lake.lake_uri)
+                     if store.is_local and warehouse.views_path else [])
         published = dt.datetime.now(dt.UTC)
         metadata = {
             "rows": table.num_rows, "view": f"{p.name}.{p.serving_asset}", "path": dg.MetadataValue.path(uri),
