@@ -46,8 +46,11 @@ test: install lint
 test-fast: install lint
 	$(VENV)/bin/pytest -q -m "not integration"
 
+# Engine throughput: the tabular example against a hand-written loop, the text example against
+# SentenceTransformer.encode (JSON lines; see the README's performance table).
 bench: install
-	$(PY) -m batch_inference.bench
+	$(PY) -m batch_inference.defs.card_fraud.bench
+	$(PY) -m batch_inference.defs.support_tickets.bench
 
 # A year backfill launched as the UI does (GraphQL against `dagster dev`): ranged runs against one run
 # per partition (BENCH_BACKFILL_DAYS, default 365; BENCH_BACKFILL_ROWS, default 20000 a day).

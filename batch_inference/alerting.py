@@ -29,7 +29,7 @@ severity and webhook. Example config::
     suppress_backfills: true
     maintenance_windows: [{start: "2026-11-20T22:00:00Z", end: "2026-11-21T02:00:00Z"}]
     routes:
-      - {kinds: [run_failure, check_failure], pipelines: [card_fraud], severity: page,
+      - {kinds: [run_failure, check_failure], pipelines: [my_pipeline], severity: page,
          webhook: "https://events.pagerduty.example/hook"}
       - {severity: ticket, webhook: "https://tickets.example/hook"}
 """

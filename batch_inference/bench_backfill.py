@@ -1,14 +1,15 @@
 """`make bench-backfill`: the cost of a year backfill, ranged runs against one run per partition.
 
 For each strategy it starts a real `dagster dev` (webserver + daemon) over a fresh instance and lake
-(same landing files, same registered champion), launches a backfill of the card-fraud pipeline's
-daily assets exactly as the UI does (GraphQL `launchPartitionBackfill`), waits for it, and prints
-one JSON line: wall time, runs, per-partition overhead (wall time minus the scoring steps' own
-time, per partition), the daemon's CPU seconds, and the event log's size on disk.
+(same landing files, same registered champion), launches a backfill of one pipeline's daily assets
+exactly as the UI does (GraphQL `launchPartitionBackfill`), waits for it, and prints one JSON line:
+wall time, runs, per-partition overhead (wall time minus the scoring steps' own time, per
+partition), the daemon's CPU seconds, and the event log's size on disk.
 
+BENCH_BACKFILL_PIPELINE (default: the first pipeline of the defs folder with a data generator),
 BENCH_BACKFILL_DAYS (default 365), BENCH_BACKFILL_ROWS (default 20000 per day),
 BENCH_BACKFILL_HOME (default ./bench_backfill_home), BENCH_BACKFILL_N (partitions per ranged run,
-default the pipeline's YAML value, 30), BENCH_BACKFILL_STRATEGIES (default "ranged,per_partition").
+default 30), BENCH_BACKFILL_STRATEGIES (default "ranged,per_partition").
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-PIPELINE = "card_fraud"
-ASSETS = ("transactions", "features", "predictions", "serving_predictions")
 LAUNCH = """
 mutation($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
@@ -59,34 +58,41 @@ def _days(count: int) -> list[str]:
     return [(end - dt.timedelta(days=i)).isoformat() for i in range(count - 1, -1, -1)]
 
 
-def prepare(home: Path, days: list[str], rows: int) -> None:
-    """Landing files for every day, and a champion registered once (shared by both strategies)."""
+def daily_assets(info) -> list[str]:
+    """The pipeline's daily assets, in graph order: input, features, predictions, serving."""
+    return [info.asset("input", "input"), info.asset("features", "features"),
+            info.asset("scoring", "predictions"), info.asset("serving", "serving_predictions")]
+
+
+def _env(home: Path, work: Path) -> dict[str, str]:
+    """A data root of its own (`work`) over the shared landing files and MLflow registry."""
+    return {**os.environ, "BATCH_INFERENCE_HOME": str(work), "BATCH_INFERENCE_LANDING_URI": str(home / "landing"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+            "BATCH_INFERENCE_MLFLOW_ARTIFACTS": str(home / "mlflow" / "artifacts")}
+
+
+def prepare(home: Path, info, days: list[str], rows: int) -> None:
+    """Landing files for every day, and a champion built once by the pipeline's own model asset."""
     from batch_inference.pipelines import write_landing_file
 
     landing = home / "landing"
     for day in days:
-        if not (landing / f"transactions_{day}.parquet").exists():
-            write_landing_file(day, rows, landing)
-    marker = home / ".champion"
+        if not (landing / f"{info.landing_entity}_{day}.parquet").exists():
+            write_landing_file(day, rows, landing, pipeline=info.name)
+    marker = home / f".champion-{info.name}"
     if marker.exists():
         return
-    import tempfile
+    import dagster as dg
 
-    import pyarrow as pa
+    from batch_inference.definitions import build_definitions
+    from batch_inference.settings import load_settings
 
-    from batch_inference.defs.card_fraud.features import compute_features
-    from batch_inference.defs.card_fraud.generator import generate_transactions
-    from batch_inference.defs.card_fraud.network import MODEL_FORMAT, RiskMLPFormat
-    from batch_inference.defs.card_fraud.training import build_model
-    from batch_inference.modeling.registry import ModelRegistry
-    from batch_inference.plugins.protocols import TrainingRequest
-
-    table = pa.concat_tables(compute_features(generate_transactions(d, rows)) for d in days[:7])
-    registry = ModelRegistry(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}", "transaction_risk",
-                             str(home / "mlflow" / "artifacts"), formats={MODEL_FORMAT: RiskMLPFormat()})
-    with tempfile.TemporaryDirectory() as tmp:
-        artifact = build_model(TrainingRequest(table, days[:7], {"epochs": 2}, Path(tmp)))
-        registry.set_champion(registry.register(artifact).version)
+    settings = load_settings(_env(home, home / "training"))
+    defs = build_definitions(settings, "local")
+    with dg.DagsterInstance.ephemeral() as instance:
+        for day in days[:7]:
+            defs.resolve_job_def(f"{info.name}_ingest_day").execute_in_process(partition_key=day, instance=instance)
+        defs.resolve_job_def(f"{info.name}_train_model").execute_in_process(instance=instance)
     marker.touch()
 
 
@@ -124,7 +130,7 @@ def _event_log_bytes(dagster_home: Path) -> int:
     return sum(f.stat().st_size for f in (dagster_home / "history").rglob("*") if f.is_file())
 
 
-def run_strategy(name: str, per_run: int, home: Path, days: list[str]) -> dict:
+def run_strategy(name: str, per_run: int, home: Path, info, days: list[str]) -> dict:
     """One backfill of `days` through a fresh `dagster dev`; returns the measurements."""
     import dagster as dg
     from dagster._core.execution.backfill import BulkActionStatus
@@ -134,11 +140,8 @@ def run_strategy(name: str, per_run: int, home: Path, days: list[str]) -> dict:
     dagster_home = work / "dagster_home"
     dagster_home.mkdir(parents=True)
     shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "BATCH_INFERENCE_HOME": str(work),
-           "BATCH_INFERENCE_LANDING_URI": str(home / "landing"),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
-           "BATCH_INFERENCE_MLFLOW_ARTIFACTS": str(home / "mlflow" / "artifacts"),
-           "BATCH_INFERENCE_SENSORS": "stopped", "BATCH_INFERENCE_PARTITIONS_PER_RUN": str(per_run)}
+    env = {**_env(home, work), "DAGSTER_HOME": str(dagster_home), "BATCH_INFERENCE_SENSORS": "stopped",
+           "BATCH_INFERENCE_PARTITIONS_PER_RUN": str(per_run)}
     port = _free_port()
     log = open(work / "dagster_dev.log", "w")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1",
@@ -155,7 +158,7 @@ def run_strategy(name: str, per_run: int, home: Path, days: list[str]) -> dict:
             raise TimeoutError(f"dagster dev did not start, see {work / 'dagster_dev.log'}")
         daemon_cpu_before = _tree_cpu_seconds(proc.pid, "dagster._daemon")
         started = time.monotonic()
-        params = {"partitionNames": days, "assetSelection": [{"path": [PIPELINE, a]} for a in ASSETS]}
+        params = {"partitionNames": days, "assetSelection": [{"path": [info.name, a]} for a in daily_assets(info)]}
         answer = _graphql(port, LAUNCH, {"params": params})["data"]["launchPartitionBackfill"]
         if answer["__typename"] != "LaunchBackfillSuccess":
             raise RuntimeError(f"backfill not launched: {answer}")
@@ -170,7 +173,8 @@ def run_strategy(name: str, per_run: int, home: Path, days: list[str]) -> dict:
             engine = 0.0
             for day in days:
                 records = instance.fetch_materializations(dg.AssetRecordsFilter(
-                    asset_key=dg.AssetKey([PIPELINE, "predictions"]), asset_partitions=[day]), limit=1).records
+                    asset_key=dg.AssetKey([info.name, daily_assets(info)[2]]), asset_partitions=[day]),
+                    limit=1).records
                 if records:
                     meta = records[0].asset_materialization.metadata
                     engine += float(meta["duration_seconds"].value) if "duration_seconds" in meta else 0.0
@@ -184,7 +188,7 @@ def run_strategy(name: str, per_run: int, home: Path, days: list[str]) -> dict:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
-    return {"strategy": name, "partitions": len(days), "partitions_per_run": per_run, "status": status.value,
+    return {"pipeline": info.name, "strategy": name, "partitions": len(days), "partitions_per_run": per_run, "status": status.value,
             "runs": len(runs), "wall_seconds": round(wall, 1), "scoring_seconds": round(engine, 1),
             "overhead_per_partition_s": round((wall - engine) / len(days), 3),
             "daemon_cpu_seconds": round(daemon_cpu, 1),
@@ -192,17 +196,22 @@ def run_strategy(name: str, per_run: int, home: Path, days: list[str]) -> dict:
 
 
 def main() -> int:
+    from batch_inference.pipelines import discover
+
+    pipelines = discover()
+    name = os.environ.get("BENCH_BACKFILL_PIPELINE") or next(n for n, i in sorted(pipelines.items()) if i.generator)
+    info = pipelines[name]
     home = Path(os.environ.get("BENCH_BACKFILL_HOME", "bench_backfill_home")).resolve()
     days = _days(int(os.environ.get("BENCH_BACKFILL_DAYS", "365")))
     rows = int(os.environ.get("BENCH_BACKFILL_ROWS", "20000"))
     ranged_n = int(os.environ.get("BENCH_BACKFILL_N", "30"))
     strategies = os.environ.get("BENCH_BACKFILL_STRATEGIES", "ranged,per_partition").split(",")
     home.mkdir(parents=True, exist_ok=True)
-    prepare(home, days, rows)
+    prepare(home, info, days, rows)
     results = {}
-    for name in strategies:
-        results[name] = run_strategy(name, ranged_n if name == "ranged" else 1, home, days)
-        print(json.dumps(results[name]), flush=True)
+    for strategy in strategies:
+        results[strategy] = run_strategy(strategy, ranged_n if strategy == "ranged" else 1, home, info, days)
+        print(json.dumps(results[strategy]), flush=True)
     if {"ranged", "per_partition"} <= set(results):
         r, p = results["ranged"], results["per_partition"]
         print(json.dumps({"summary": "ranged vs one run per partition", "speedup": round(p["wall_seconds"] /

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batch-inference", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="write one day of a pipeline's synthetic landing data to landing/")
-    gen.add_argument("--pipeline", default="card_fraud", help="which pipeline's generator (default card_fraud)")
+    gen.add_argument("--pipeline", help="which pipeline's generator (default: the first pipeline, by name, "
+                     "that has one)")
     gen.add_argument("--date", required=True, help="the day, YYYY-MM-DD")
     gen.add_argument("--rows", type=int, default=100_000, help="number of rows (default 100000)")
     gen.add_argument("--landing-dir", help="default: $BATCH_INFERENCE_HOME/landing")

@@ -37,12 +37,12 @@ def prepare_dagster_home(settings: Settings) -> Path:
 
 
 def rows_per_day(info: PipelineInfo) -> int:
-    """DEMO_ROWS_<PIPELINE> (e.g. DEMO_ROWS_SUPPORT_TICKETS), else the pipeline's `demo_rows`, else
-    DEMO_ROWS_PER_DAY."""
+    """DEMO_ROWS_<PIPELINE> (e.g. DEMO_ROWS_CARD_FRAUD), else the pipeline's `demo_rows_per_day`, else
+    DEMO_ROWS_PER_DAY, else 100000."""
     specific = os.environ.get(f"DEMO_ROWS_{info.name.upper()}")
     if specific:
         return int(specific)
-    return int(info.attributes.get("demo_rows") or os.environ.get("DEMO_ROWS_PER_DAY", "100000"))
+    return int(info.attributes.get("demo_rows_per_day") or os.environ.get("DEMO_ROWS_PER_DAY", "100000"))
 
 
 def check_status(evaluations) -> str:

@@ -202,10 +202,15 @@ class Lake:
     def file_digest(self, path: str) -> str:
         return sha256_of(self.fs, path)
 
-    def write(self, asset: str, date: str, table: pa.Table, part: str = PART_NAME) -> str:
-        """Write a whole table as the partition; returns the committed URI."""
+    def write(self, asset: str, date: str, table: pa.Table, part: str = PART_NAME,
+              row_group_rows: int = ROW_GROUP_ROWS) -> str:
+        """Write a whole table as the partition; returns the committed URI.
+
+        Row groups bound a streaming reader's memory and are the unit of checkpointed scoring:
+        expensive rows (texts for a transformer) want smaller ones.
+        """
         with self.writer(asset, date, table.schema, part) as writer:
-            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            writer.write_table(table, row_group_size=row_group_rows)
         return self.uri_of(self.partition_file(asset, date, part))
 
     def delete(self, asset: str, date: str, part: str = PART_NAME) -> None:

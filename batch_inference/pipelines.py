@@ -49,10 +49,16 @@ def discover(root: Path = DEFS_ROOT) -> dict[str, PipelineInfo]:
     return found
 
 
-def write_landing_file(date: str, rows: int, landing_dir: Path, pipeline: str = "card_fraud", **options) -> Path:
+def default_pipeline() -> str:
+    """The first pipeline (by name) whose YAML names a data generator: what the CLI uses by default."""
+    return next(name for name, info in sorted(discover().items()) if info.generator)
+
+
+def write_landing_file(date: str, rows: int, landing_dir: Path, pipeline: str | None = None, **options) -> Path:
     """Generate one day of a pipeline's landing data with the generator its YAML names."""
     from batch_inference.plugins.loading import load_object
 
+    pipeline = pipeline or default_pipeline()
     info = discover().get(pipeline)
     if info is None or not info.generator:
         raise ValueError(f"pipeline {pipeline!r} has no data generator (known: {', '.join(discover())})")

@@ -63,7 +63,7 @@ def write_views_sql(path: Path, lake_root: str) -> list[str]:
 
 
 def connect(lake_root: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with a view per pipeline asset (`card_fraud.predictions`, ...).
+    """An in-memory DuckDB connection with a view per pipeline asset (`<pipeline>.predictions`, ...).
 
     Readers hold no lock on anything a writer needs; close the connection when done. A lake on S3
     is read through pyarrow datasets (DuckDB's httpfs extension is not needed).

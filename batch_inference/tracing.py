@@ -6,7 +6,7 @@ opentelemetry is imported. Tracing turns on when `OTEL_EXPORTER_OTLP_ENDPOINT` (
 `opentelemetry-exporter-otlp-proto-http` is installed; tests call `configure(exporter)` with an
 in-memory exporter. Attributes stay small: pipeline, partition, asset, rows, model_version.
 
-    with span("partition", pipeline="card_fraud", partition="2026-11-20"):
+    with span("partition", pipeline="my_pipeline", partition="2026-11-20"):
         with span("model_load", model_version="3"):
             ...
         with span("forward", rows=n):

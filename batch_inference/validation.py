@@ -26,7 +26,7 @@ def validate_partition_key(key: str) -> str:
 
 
 def parse_landing_name(name: str) -> tuple[str, str]:
-    """Split a landing file name like `transactions_2026-11-20.parquet` into (entity, date)."""
+    """Split a landing file name like `<entity>_2026-11-20.parquet` into (entity, date)."""
     match = _LANDING_RE.fullmatch(name or "")
     if match is None:
         raise InvalidNameError(

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 def test_bench_prints_json_lines(tmp_path):
     env = dict(os.environ, BENCH_HOME=str(tmp_path / "bench"), BENCH_ROWS="20000", BENCH_REPEATS="1")
-    proc = subprocess.run([sys.executable, "-m", "batch_inference.bench"], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "batch_inference.defs.card_fraud.bench"], env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]

@@ -114,7 +114,7 @@ def build_features_asset(p: Pipeline) -> dg.AssetsDefinition:
         reader = p.lake(lake) if p.upstream_asset is None else lake.lake(p.upstream_asset.path[0])
         with classified_errors():
             table = p.feature_fn(reader.read(source, date))
-        uri = p.lake(lake).write(p.features_asset, date, table)
+        uri = p.lake(lake).write(p.features_asset, date, table, row_group_rows=p.features_row_group_rows)
         seconds = time.perf_counter() - started
         return {
             "rows": table.num_rows, "feature_count": table.num_columns - 1,

@@ -57,6 +57,8 @@ class FeaturesSpec(dg.Model):
     sql: str | None = Field(None, description="SQL file (relative to this folder) over the table `input`.")
     callable: str | None = Field(None, description="Import path of `fn(pa.Table) -> pa.Table`.")
     pandera_schema: str | None = Field(None, description="Import path of the features' pandera model.")
+    row_group_rows: int = Field(65_536, description="Rows per Parquet row group of the features: the unit of "
+                                "checkpointed scoring (smaller for expensive rows such as texts).")
 
 
 class ModelSpec(dg.Model):
@@ -116,6 +118,7 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
     name: str = Field(..., description="Pipeline name: the asset key prefix, group and lake folder.")
     description: str = ""
     partitions_start: str = "2025-01-01"
+    demo_rows_per_day: int = Field(100_000, description="Rows a day `make demo` generates for this pipeline.")
     input: InputSpec
     features: FeaturesSpec
     registered_model: ModelSpec
@@ -142,7 +145,8 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
             event_time_tolerance=dt.timedelta(hours=self.input.event_time_tolerance_hours),
             generator_path=self.input.generator, features_asset=self.features.asset,
             features_sql=self.features.sql, features_callable_path=self.features.callable,
-            features_schema_path=self.features.pandera_schema, model_name=self.registered_model.registered_name,
+            features_schema_path=self.features.pandera_schema, features_row_group_rows=self.features.row_group_rows,
+            model_name=self.registered_model.registered_name,
             model_alias=self.registered_model.alias, format_path=self.registered_model.format, builder_path=self.registered_model.builder,
             model_params=dict(self.registered_model.params), training_days=self.registered_model.training_days,
             promote=self.registered_model.promote, predictions_asset=self.scoring.asset, adapter_path=self.scoring.adapter,

@@ -57,6 +57,7 @@ class Pipeline:
     features_sql: str | None
     features_callable_path: str | None
     features_schema_path: str | None
+    features_row_group_rows: int
     model_name: str
     model_alias: str
     format_path: str

@@ -184,19 +184,14 @@ def version_config(source: Path) -> dict[str, Any]:
 def _reference_texts(request: TrainingRequest, rows: int, seed: int) -> tuple[list[str], np.ndarray, int]:
     """Texts (and their lengths) for the drift reference, and a typical day's row count.
 
-    From `request.features` (a `text` column, `text_length` if present) when it has rows,
-    otherwise from a deterministic generated sample of the request's window.
+    From `request.features` (a `text` column, `text_length` if present): the reference is the
+    recent data the version will be compared with, so there must be some.
     """
     table = request.features
     if table is None or table.num_rows == 0 or "text" not in table.column_names:
-        from batch_inference.defs.support_tickets.generator import generate_tickets
-
-        days = list(request.window) or ["2026-01-01"]
-        per_day = max(1, -(-rows // len(days)))
-        table = pa.concat_tables(generate_tickets(d, per_day) for d in days)
-        day_rows = per_day
-    else:
-        day_rows = max(1, table.num_rows // max(1, len(request.window)))
+        raise ValueError("no feature rows with a `text` column in the window to build the drift reference "
+                         "from: materialize the pipeline's input and features first")
+    day_rows = max(1, table.num_rows // max(1, len(request.window)))
     table = table.filter(table.column("text").is_valid())
     if table.num_rows > rows:
         picked = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=rows, replace=False))

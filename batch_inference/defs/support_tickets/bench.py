@@ -1,6 +1,6 @@
 """Text-embedding throughput: sentence-transformers vs the platform's adapter + model + head path.
 
-`python -m batch_inference.bench_text` prints one JSON line with texts/s and peak RSS of:
+`python -m batch_inference.defs.support_tickets.bench` prints one JSON line with texts/s and peak RSS of:
 
 - `st_default`: `SentenceTransformer.encode` at its default batch size (32);
 - `st_best`: `encode` at the best of a few batch sizes (the sweep is in `st_sweep`);
@@ -197,7 +197,7 @@ def worker(mode: str, n: int, batch_size: int, read_rows: int, forward_rows: int
 
 
 def _spawn(mode: str, n: int, batch_size: int, read_rows: int, forward_rows: int) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "batch_inference.bench_text", "--worker", mode, "--texts", str(n),
+    cmd = [sys.executable, "-m", "batch_inference.defs.support_tickets.bench", "--worker", mode, "--texts", str(n),
            "--batch-size", str(batch_size), "--read-rows", str(read_rows), "--forward-rows", str(forward_rows)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TQDM_DISABLE="1")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)

@@ -232,7 +232,7 @@ def main() -> int:
     for name in names:
         runs = []
         for _ in range(repeats):
-            out = subprocess.run([sys.executable, "-m", "batch_inference.bench", "--one", name],
+            out = subprocess.run([sys.executable, "-m", "batch_inference.defs.card_fraud.bench", "--one", name],
                                  capture_output=True, text=True, env=_env(home))
             if out.returncode != 0:
                 raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
