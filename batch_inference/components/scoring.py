@@ -68,13 +68,13 @@ def score_days(p: Pipeline, dates: list[str], context, config, lake, model_regis
     model, chunking) is kept, so a range rerun after a crash redoes only what was not committed, and
     the interrupted partition resumes from its checkpoints.
     """
-    session = open_session(p, config, model_registry, observability)
-    results = {}
-    for date in dates:
-        with span("partition", pipeline=p.name, partition=date, asset=p.predictions_asset,
-                  run_id=context.run.run_id):
-            results[date] = _score_day(p, date, session, context, lake, model_registry, observability,
-                                       reuse_committed=len(dates) > 1)
+    with span("score", pipeline=p.name, asset=p.predictions_asset, partitions=len(dates), run_id=context.run.run_id):
+        session = open_session(p, config, model_registry, observability)
+        results = {}
+        for date in dates:
+            with span("partition", partition=date):
+                results[date] = _score_day(p, date, session, context, lake, model_registry, observability,
+                                           reuse_committed=len(dates) > 1)
     return results
 
 
