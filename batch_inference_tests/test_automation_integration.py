@@ -10,6 +10,7 @@ from dagster._core.execution.backfill import BulkActionStatus  # not exported at
 from batch_inference.lake import Lake
 from batch_inference.pipelines import write_landing_file
 from batch_inference.rescoring import versions_in_partition
+from batch_inference_tests.checks_helpers import latest_check
 from batch_inference_tests.conftest import artifact_of, key, pipeline_lake, project_defs, subprocess_env
 from batch_inference_tests.dagster_dev import dagster_dev, graphql, wait_for
 
@@ -59,7 +60,8 @@ mutation($params: LaunchBackfillParams!) {
 }"""
 
 
-def test_backfill_of_60_days_from_the_ui_api(home, registry, tmp_path):
+def test_ranged_backfill_of_60_days_from_the_ui_api(home, registry, tmp_path):
+    """Launched as the UI does; ranged runs of 30 days, each day with its own check records and figures."""
     days = _recent_days(home, 60)
     for day in days:
         write_landing_file(day, 300, Path(home.landing_uri))
@@ -80,3 +82,19 @@ def test_backfill_of_60_days_from_the_ui_api(home, registry, tmp_path):
             assert instance.get_materialized_partitions(key("serving_predictions")) == set(days)
             print(f"\nbackfill of {len(days)} days: {len(runs)} runs, {wall:.0f} s wall time")
             assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+            assert len(runs) == 2  # BackfillPolicy.multi_run(30): one model load per 30 days
+            checks = {"transactions": ["transactions_schema"], "features": ["features_schema"],
+                      "predictions": ["predictions_schema", "predictions_completeness", "predictions_drift",
+                                      "predictions_model_version"]}
+            for day in days:
+                for asset, names in checks.items():
+                    mat = instance.fetch_materializations(
+                        dg.AssetRecordsFilter(asset_key=key(asset), asset_partitions=[day]), limit=1).records[0]
+                    for name in names:  # one record per partition and check, aimed at that day's materialization
+                        evaluation = latest_check(instance, asset, name, partition=day)
+                        assert evaluation is not None and evaluation.passed, (day, name)
+                        assert evaluation.target_materialization_data.storage_id == mat.storage_id, (day, name)
+                    if asset == "predictions":  # and its own figures
+                        meta = mat.asset_materialization.metadata
+                        assert meta["rows"].value + meta["quarantined_rows"].value == 300, day
+                        assert meta["rows_per_second"].value > 0 and "model_version" in meta

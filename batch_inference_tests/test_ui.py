@@ -15,6 +15,8 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is installed by .ci/run"),
 ]
 CHECKS = ("predictions_schema", "predictions_completeness", "predictions_drift", "predictions_model_version")
+TEXT = "support_tickets"
+TEXT_CHECKS = ("embeddings_schema", "embeddings_completeness", "embeddings_drift", "embeddings_model_version")
 
 
 def _open(page, url: str) -> None:
@@ -34,12 +36,19 @@ def _shot(page, directory: Path, name: str) -> None:
 def test_asset_graph_partitions_checks_and_metadata_in_chromium(home, landed, registry, dagster_instance, tmp_path):
     from playwright.sync_api import sync_playwright
 
+    from batch_inference.pipelines import write_landing_file
+
     defs = project_defs(home)
     for day in landed:
         assert defs.resolve_job_def(job("ingest_day")).execute_in_process(partition_key=day,
                                                                           instance=dagster_instance).success
         assert defs.resolve_job_def(job("score_day")).execute_in_process(partition_key=day,
                                                                          instance=dagster_instance).success
+    # The second pipeline, the text embeddings: one day, so both groups and their checks show.
+    write_landing_file(landed[-1], 150, Path(home.landing_uri), pipeline=TEXT)
+    for name in ("ingest_day", "train_model", "score_day"):
+        kwargs = {} if name == "train_model" else {"partition_key": landed[-1]}
+        assert defs.resolve_job_def(f"{TEXT}_{name}").execute_in_process(instance=dagster_instance, **kwargs).success
     shots = Path(os.environ.get("BI_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     env = {**subprocess_env(home), "BATCH_INFERENCE_SENSORS": "stopped"}
@@ -73,6 +82,18 @@ def test_asset_graph_partitions_checks_and_metadata_in_chromium(home, landed, re
                     "model_artifact_sha256"):
             page.get_by_text(key, exact=True).first.wait_for(timeout=60_000)
         _shot(page, shots, "predictions_metadata")
+
+        _open(page, f"{base}/locations/batch_inference/asset-groups/{TEXT}")
+        for asset in ("tickets", "features", "embeddings", "serving_embeddings"):
+            page.get_by_text(asset, exact=True).first.wait_for(timeout=90_000)
+        _shot(page, shots, "text_asset_graph")
+
+        _open(page, f"{base}/assets/{TEXT}/embeddings?view=checks")
+        for check in TEXT_CHECKS:
+            page.get_by_text(check, exact=True).first.wait_for(timeout=60_000)
+        assert page.get_by_text("Succeeded").count() >= len(TEXT_CHECKS)
+        _shot(page, shots, "embeddings_checks")
         browser.close()
     assert all((shots / f"{n}.png").stat().st_size > 10_000 for n in
-               ("asset_graph", "predictions_partitions", "predictions_checks", "predictions_metadata"))
+               ("asset_graph", "predictions_partitions", "predictions_checks", "predictions_metadata",
+                "text_asset_graph", "embeddings_checks"))
