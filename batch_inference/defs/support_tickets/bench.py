@@ -5,9 +5,9 @@
 - `st_default`: `SentenceTransformer.encode` at its default batch size (32);
 - `st_best`: `encode` at the best of a few batch sizes (the sweep is in `st_sweep`);
 - `forward_only`: the model alone on pre-tokenised, length-sorted, token-capped chunks;
-- `adapter_stream`: `TextTokens` + model + `Embedding` head in a streaming loop like the
-  engine's (a reader thread tokenises, sorts and chunks read windows; the main thread runs the
-  forward pass and normalises; outputs are put back in input order);
+- `engine`: the platform's `InferenceEngine` with the pipeline's plug-ins (`TextTokens` adapter,
+  `Embedding` head) streaming a Parquet file of the texts into a Parquet file of embeddings, as the
+  `support_tickets/embeddings` asset does (reader, forward and writer threads; input order restored);
 
 at N and 2N texts (env `BENCH_TEXTS`, default 1000 on CPU, 20000 on CUDA), each in a fresh
 process so peak RSS is its own. `process_cpu_s` (CPU time of the process, including load and
@@ -20,17 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-MODES = ("st_default", "st_best", "forward_only", "adapter_stream")
+MODES = ("st_default", "st_best", "forward_only", "engine")
+MAX_TOKENS = int(os.environ.get("BENCH_MAX_TOKENS", "4096"))  # the YAML's max_tokens_per_chunk on CPU
 ST_DEFAULT_BATCH = 32
 
 
@@ -108,7 +107,7 @@ def _run_forward_only(texts: list[str], device: str, read_rows: int, forward_row
     from batch_inference.plugins.text import TextTokens
 
     loaded = _load_packaged()
-    adapter = TextTokens.from_model(loaded)
+    adapter = TextTokens.from_model(loaded, max_tokens_per_chunk=MAX_TOKENS)
     module = loaded.module.to(device).eval()
     chunks = []
     for start in range(0, len(texts), read_rows):
@@ -125,50 +124,33 @@ def _run_forward_only(texts: list[str], device: str, read_rows: int, forward_row
     return time.perf_counter() - started
 
 
-def _run_adapter_stream(texts: list[str], device: str, read_rows: int, forward_rows: int) -> float:
-    """Reader thread: windows -> Prepared; main thread: forward, normalise, restore order."""
-    import numpy as np
+def _run_engine(texts: list[str], device: str, read_rows: int, forward_rows: int) -> float:
+    """The platform's engine over a Parquet file of the texts (512-row row groups, like the lake)."""
     import pyarrow as pa
-    import torch
+    import pyarrow.parquet as pq
 
+    from batch_inference.inference.engine import EngineConfig, InferenceEngine, Provenance, iter_batches
     from batch_inference.plugins.heads import Embedding
     from batch_inference.plugins.text import TextTokens
 
     loaded = _load_packaged()
-    adapter = TextTokens.from_model(loaded)
-    head = Embedding(int(loaded.config["dimension"]))
-    module = loaded.module.to(device).eval()
-    with torch.inference_mode():
-        module({k: v.to(device) for k, v in adapter.prepare(
-            pa.record_batch({"record_id": ["w"], "text": ["warm up"]}), 8).chunks[0].items()})
+    workdir = Path(tempfile.mkdtemp(prefix="bench_engine_"))
+    source = workdir / "features.parquet"
+    pq.write_table(pa.table({"record_id": pa.array([f"t{i:07d}" for i in range(len(texts))]),
+                             "text": pa.array(texts, pa.string())}), source, row_group_size=512)
+    engine = InferenceEngine(loaded.module, TextTokens.from_model(loaded, max_tokens_per_chunk=MAX_TOKENS),
+                             Embedding(int(loaded.config["dimension"])),
+                             EngineConfig(device=device, read_batch_rows=read_rows, forward_rows=forward_rows))
+    warm = pa.record_batch({"record_id": ["w"], "text": ["warm up"]})
+    engine.forward(engine.adapter.prepare(warm, 8))
     _sync(device)
-
-    inbox: queue.Queue = queue.Queue(3)
-    done = object()
-
-    def read() -> None:
-        for start in range(0, len(texts), read_rows):
-            part = texts[start:start + read_rows]
-            batch = pa.record_batch({"record_id": pa.array([str(start + i) for i in range(len(part))]),
-                                     "text": pa.array(part, pa.string())})
-            inbox.put(adapter.prepare(batch, forward_rows))
-        inbox.put(done)
-
     started = time.perf_counter()
-    reader = threading.Thread(target=read, name="bench-reader", daemon=True)
-    reader.start()
-    out = []
-    with torch.inference_mode():
-        while (prepared := inbox.get()) is not done:
-            values = [head.transform(module({k: v.to(device, non_blocking=True) for k, v in c.items()})).cpu().numpy()
-                      for c in prepared.chunks]
-            stacked = np.concatenate(values)
-            restored = np.empty_like(stacked)
-            restored[prepared.order] = stacked
-            out.append(head.to_columns(restored)[0])
-    reader.join()
+    with pq.ParquetWriter(workdir / "embeddings.parquet", engine.output_schema) as writer:
+        result = engine.run(iter_batches(pq.ParquetFile(source), read_rows, ["record_id", "text"]),
+                            writer.write_batch, Provenance("minilm", "1", "bench"))
+    _sync(device)
     elapsed = time.perf_counter() - started
-    assert sum(len(a) for a in out) == len(texts)
+    assert result.rows_scored == len(texts)
     return elapsed
 
 
@@ -184,8 +166,8 @@ def worker(mode: str, n: int, batch_size: int, read_rows: int, forward_rows: int
         seconds = _run_st(texts, batch_size, device)
     elif mode == "forward_only":
         seconds = _run_forward_only(texts, device, read_rows, forward_rows)
-    elif mode == "adapter_stream":
-        seconds = _run_adapter_stream(texts, device, read_rows, forward_rows)
+    elif mode == "engine":
+        seconds = _run_engine(texts, device, read_rows, forward_rows)
     else:
         raise ValueError(f"unknown mode {mode!r}")
     result: dict[str, Any] = {"texts_per_s": round(n / seconds, 1), "seconds": round(seconds, 2),
@@ -211,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", choices=MODES)
     parser.add_argument("--texts", type=int)
     parser.add_argument("--batch-size", type=int, default=ST_DEFAULT_BATCH)
-    parser.add_argument("--read-rows", type=int, default=int(os.environ.get("BENCH_READ_ROWS", 4096)))
-    parser.add_argument("--forward-rows", type=int, default=int(os.environ.get("BENCH_FORWARD_ROWS", 8192)))
+    parser.add_argument("--read-rows", type=int, default=int(os.environ.get("BENCH_READ_ROWS", 1024)))
+    parser.add_argument("--forward-rows", type=int, default=int(os.environ.get("BENCH_FORWARD_ROWS", 256)))
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker, args.texts, args.batch_size, args.read_rows, args.forward_rows)))
@@ -226,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     rr, fr = args.read_rows, args.forward_rows
     report: dict[str, Any] = {"bench": "text_embeddings", "model": "all-MiniLM-L6-v2", "device": device,
                               "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                              "read_rows": rr, "forward_rows": fr, "max_tokens_per_chunk": 16_384}
+                              "read_rows": rr, "forward_rows": fr, "max_tokens_per_chunk": MAX_TOKENS}
     first = {"st_default": _spawn("st_default", n, ST_DEFAULT_BATCH, rr, fr)}
     sweep = {ST_DEFAULT_BATCH: first["st_default"]}
     for size in sizes:
@@ -235,15 +217,18 @@ def main(argv: list[str] | None = None) -> int:
     best = max(sweep, key=lambda s: sweep[s]["texts_per_s"])
     first["st_best"] = sweep[best]
     first["forward_only"] = _spawn("forward_only", n, best, rr, fr)
-    first["adapter_stream"] = _spawn("adapter_stream", n, best, rr, fr)
+    first["engine"] = _spawn("engine", n, best, rr, fr)
     second = {
         "st_default": _spawn("st_default", 2 * n, ST_DEFAULT_BATCH, rr, fr),
         "st_best": _spawn("st_best", 2 * n, best, rr, fr),
         "forward_only": _spawn("forward_only", 2 * n, best, rr, fr),
-        "adapter_stream": _spawn("adapter_stream", 2 * n, best, rr, fr),
+        "engine": _spawn("engine", 2 * n, best, rr, fr),
     }
     report |= {"st_sweep": {str(k): v["texts_per_s"] for k, v in sorted(sweep.items())}, "best_batch_size": best,
-               "results": {str(n): first, str(2 * n): second}}
+               "results": {str(n): first, str(2 * n): second},
+               "engine_vs_encode_best": round(second["engine"]["texts_per_s"] / second["st_best"]["texts_per_s"], 3),
+               "engine_vs_forward_only": round(second["engine"]["texts_per_s"] / second["forward_only"]["texts_per_s"],
+                                               3)}
     print(json.dumps(report))
     return 0
 
