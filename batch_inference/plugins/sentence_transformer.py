@@ -17,7 +17,6 @@ nothing is downloaded at build or run time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from batch_inference.modeling.artifact import manifest
 from batch_inference.plugins.protocols import LoadedArtifact, TrainedArtifact, TrainingRequest
 
 FORMAT_TAG = "batch_inference.sentence_transformer.v1"
@@ -79,17 +79,9 @@ def packaged_model_dir() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_digests(directory: Path) -> dict[str, str]:
-    """Name -> SHA-256 of every file of a (flat) version directory."""
-    return {p.name: _sha256(p) for p in sorted(Path(directory).iterdir()) if p.is_file()}
+    """Name -> SHA-256 of every file of a version directory (the registry's manifest)."""
+    return manifest(Path(directory))
 
 
 class MeanPooledEncoder(torch.nn.Module):
