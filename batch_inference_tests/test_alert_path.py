@@ -89,3 +89,40 @@ def test_without_configuration_nothing_is_sent(home, dagster_instance, monkeypat
     monkeypatch.delenv("BATCH_INFERENCE_ALERTING_CONFIG", raising=False)
     result = alert_flush(dg.build_sensor_context(instance=dagster_instance))
     assert "not configured" in result.skip_message
+
+
+def test_every_failed_run_is_counted_in_the_metrics(home, landed, dagster_instance, monkeypatch):
+    """The success-rate SLO and the storage-error alert need failures pushed, alerting configured or not."""
+    import shutil
+    import socket
+    import subprocess
+    import urllib.request
+
+    binary = shutil.which("prometheus-pushgateway")
+    if binary is None:
+        pytest.skip("Debian's prometheus-pushgateway is installed by .ci/run")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    gateway = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(50):
+            try:
+                urllib.request.urlopen(f"{url}/-/ready", timeout=1)  # noqa: S310 - loopback
+                break
+            except OSError:
+                time.sleep(0.1)
+        monkeypatch.setenv("BATCH_INFERENCE_PUSHGATEWAY_URL", url)
+        monkeypatch.delenv("BATCH_INFERENCE_ALERTING_CONFIG", raising=False)
+        failed = project_defs(home).resolve_job_def(job("score_day")).execute_in_process(
+            partition_key=landed[0], instance=dagster_instance, raise_on_error=False)
+        assert not failed.success
+        _fire(dagster_instance, failed.run_id)
+        metrics = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()  # noqa: S310
+        assert any(line.startswith("batch_inference_runs_total") and 'status="failure"' in line
+                   and 'pipeline="card_fraud"' in line and line.endswith(" 1") for line in metrics.splitlines())
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=10)

@@ -74,7 +74,7 @@ def calibration(request: pytest.FixtureRequest) -> tuple[dict, list[dict], dict]
     # As training does: bins/percentiles from the training rows as float32 features, score and
     # importance from the model's scores of the first rows.
     reference = build_reference(
-        {c: training.column(c).to_numpy().astype(np.float32) for c in _columns(training)}, _score(training))
+        {c: training.column(c).to_numpy().astype(np.float32) for c in _columns(training)}, _score(training), "score")
     clean = [_current(FEATURES(generate_transactions(_day(SCORE_START, i), rows))) for i in range(DAYS)]
     drifted = _current(FEATURES(generate_transactions(_day(SCORE_START, DAYS), rows, drift=1.0)))
     return reference, clean, drifted
@@ -132,7 +132,7 @@ def test_small_days_are_insufficient_not_errors(calibration: tuple[dict, list[di
 
 def _normal_reference(n: int = 20_000) -> dict:
     rng = np.random.default_rng(1)
-    return build_reference({"x": rng.normal(size=n)}, rng.random(n))
+    return build_reference({"x": rng.normal(size=n)}, rng.random(n), "score")
 
 
 @pytest.mark.parametrize("reference", [None, {}, {"score": {}}, {"score": {"edges": [0.5], "proportions": [1.0]}}])

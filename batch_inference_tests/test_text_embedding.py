@@ -15,14 +15,13 @@ import pyarrow as pa
 import pytest
 
 from batch_inference.defs.support_tickets.generator import generate_tickets
+from batch_inference.defs.support_tickets.model import package_minilm, packaged_model_dir
 from batch_inference.plugins.protocols import InputAdapter, ModelFormat, TrainingRequest
 from batch_inference.plugins.sentence_transformer import (
     FORMAT_TAG,
     REQUIRED_FILES,
     SentenceTransformerFormat,
     file_digests,
-    package_minilm,
-    packaged_model_dir,
 )
 from batch_inference.plugins.text import NULL_TEXT, TextTokens, encode_texts
 from batch_inference.quality.embedding_drift import ALERT, OK, WARN, compare_day

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from batch_inference import serving
 from batch_inference.components.errors import TRANSIENT_RETRIES, classified_errors
@@ -89,7 +90,7 @@ def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
             "landing_file": dg.MetadataValue.path(path), "path": dg.MetadataValue.path(uri),
         }
         if p.event_time_column and valid.num_rows:
-            newest = pa.compute.max(valid.column(p.event_time_column)).as_py()
+            newest = pc.max(valid.column(p.event_time_column)).as_py()
             metadata["newest_event_time"] = newest.isoformat() if newest else ""
         return metadata
 
@@ -103,6 +104,7 @@ def build_features_asset(p: Pipeline) -> dg.AssetsDefinition:
         key=p.key(p.features_asset), deps=[p.input_key], partitions_def=p.partitions_def,
         kinds={"duckdb", "parquet"} if p.features_sql else {"python", "parquet"}, group_name=p.group,
         code_version="2", metadata=column_schema(p.features_schema), backfill_policy=p.backfill_policy,
+        retry_policy=TRANSIENT_RETRIES,
         description=f"Model features of `{p.input_key.to_user_string()}`, keyed by record_id"
         + (f" (SQL: {p.features_sql})." if p.features_sql else f" ({p.features_callable_path})."),
     )
@@ -144,7 +146,7 @@ def build_model_asset(p: Pipeline) -> dg.AssetsDefinition | dg.AssetSpec:
 
     @dg.asset(
         key=p.key("model"), deps=[p.key(p.features_asset)], kinds={"mlflow", "pytorch"}, group_name=p.group,
-        code_version="2",
+        code_version="2", retry_policy=TRANSIENT_RETRIES,
         description=f"Built by {p.builder_path}, registered in MLflow as `{p.model_name}`; the "
         f"`{p.model_alias}` alias moves to it only when it beats the current one on held-out data.",
     )
@@ -178,8 +180,10 @@ def build_model_asset(p: Pipeline) -> dg.AssetsDefinition | dg.AssetSpec:
                                             f"evaluated: {exc}")
                         champion_score = float("-inf")
         policy = config.promote or p.promote
-        promote = policy == "always" or (policy == "if_better" and (
-            champion_score is None or new_score is None or new_score > champion_score))
+        # if_better: a candidate replaces a champion only when it scores higher on the builder's held-out
+        # data; a builder without `evaluate` can only fill an empty alias.
+        promote = policy == "always" or (policy == "if_better" and (champion is None or (
+            new_score is not None and (champion_score is None or new_score > champion_score))))
         if promote:
             registry.set_champion(ref.version)
             context.log.info(f"{p.model_alias} -> {ref.name} v{ref.version}"
@@ -235,6 +239,7 @@ def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDef
     @dg.asset(
         key=p.key(p.serving_asset), partitions_def=p.partitions_def, deps=[p.key(p.predictions_asset)],
         kinds={"parquet", "duckdb"}, group_name=p.group, code_version="2", backfill_policy=p.backfill_policy,
+        retry_policy=TRANSIENT_RETRIES,
         description=f"The day's `{p.predictions_asset}` published for consumers (view "
         f"`{p.name}.{p.serving_asset}`), only when the latest materialization of `{p.predictions_asset}` "
         "has every blocking check evaluated and passed, also when published in a later run.",

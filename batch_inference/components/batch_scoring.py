@@ -95,6 +95,8 @@ class QualitySpec(dg.Model):
     drift_features: int = 6
     min_sample_rows: int = 500
     drift_check: str | None = Field(None, description="Import path of a custom drift check function.")
+    drift_params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the custom "
+                                         "drift check (e.g. which feature column holds text lengths).")
 
 
 class AutomationSpec(dg.Model):
@@ -156,7 +158,8 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
             forward_rows=self.scoring.forward_rows, checkpoint_rows=self.scoring.checkpoint_rows,
             gpu_k8s_config=k8s,
             drift=DriftSettings(q.psi_warn, q.psi_alert, q.ks_warn, q.ks_alert, q.drift_features, q.min_sample_rows),
-            drift_check_path=q.drift_check, rescore_window_days=self.automation.rescore_window_days,
+            drift_check_path=q.drift_check, drift_params=dict(q.drift_params),
+            rescore_window_days=self.automation.rescore_window_days,
             canary=self.automation.canary, nightly_hour=self.automation.nightly_hour,
             serving_asset=self.serving.asset, partitions_per_run=self.backfill.partitions_per_run,
         )

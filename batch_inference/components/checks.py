@@ -183,7 +183,8 @@ def _drift(p: Pipeline, date: str, lake: LakeResource, model_registry: ModelRegi
     thresholds = _thresholds(p, quality)
     drift_features = quality.drift_features if quality.drift_features is not None else p.drift.drift_features
     if p.drift_check_path:
-        status, metadata = load_object(p.drift_check_path)(p, loaded.reference, store, date, thresholds)
+        status, metadata = load_object(p.drift_check_path)(p, loaded.reference, store, date, thresholds,
+                                                           **p.drift_params)
     else:
         status, metadata = distribution_drift(p, loaded.reference, store, date, thresholds, drift_features)
     metadata = {"status": status, "reference_model_version": loaded.ref.version, **metadata}

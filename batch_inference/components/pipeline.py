@@ -78,6 +78,7 @@ class Pipeline:
     gpu_k8s_config: dict[str, Any]
     drift: DriftSettings
     drift_check_path: str | None
+    drift_params: dict[str, Any]
     rescore_window_days: int
     canary: bool
     nightly_hour: int

@@ -19,10 +19,11 @@ import dagster as dg
 from dagster._core.events import DagsterEventType
 
 from batch_inference.alerting import Alert, AlertRouter, runbook_url
-from batch_inference.observability import push_detection_time
+from batch_inference.observability import push_detection_time, push_metrics
 
 ALERT_STATE_KEY = "batch_inference/alert_state"
 CONFIG_ENV = "BATCH_INFERENCE_ALERTING_CONFIG"
+PUSHGATEWAY_ENV = "BATCH_INFERENCE_PUSHGATEWAY_URL"
 CHECK_RUNBOOKS = {"drift": "F5", "completeness": "F2", "schema": "F2", "model_version": "F4"}
 
 
@@ -74,7 +75,7 @@ def alerts_for_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun, mess
 def _deliver(context, router: AlertRouter, alerts: list[Alert]) -> int:
     instance = context.instance
     notifications, state = router.process(alerts, _load_state(instance), now=time.time())
-    pushgateway = os.environ.get("BATCH_INFERENCE_PUSHGATEWAY_URL", "")
+    pushgateway = os.environ.get(PUSHGATEWAY_ENV, "")
     for note in notifications:
         try:
             router.send(note)
@@ -89,17 +90,42 @@ def _deliver(context, router: AlertRouter, alerts: list[Alert]) -> int:
 
 
 def _status() -> dg.DefaultSensorStatus:
-    return dg.DefaultSensorStatus.RUNNING if os.environ.get(CONFIG_ENV) else dg.DefaultSensorStatus.STOPPED
+    configured = os.environ.get(CONFIG_ENV) or os.environ.get(PUSHGATEWAY_ENV)
+    return dg.DefaultSensorStatus.RUNNING if configured else dg.DefaultSensorStatus.STOPPED
+
+
+STORAGE_MARKERS = ("AccessDenied", "Access Denied", "NoSuchBucket", "SlowDown", "Throttl", "HTTP status 5",
+                   "Connection reset", "Could not connect", "timed out")
+
+
+def record_failure(run: dg.DagsterRun, message: str) -> None:
+    """Count the failed run (M1, the success-rate SLO) and, if storage failed it, a storage error (F6)."""
+    url = os.environ.get(PUSHGATEWAY_ENV)
+    pipeline = _pipeline_of(run)
+    if not url or not pipeline:
+        return
+    from batch_inference.pipelines import discover
+
+    info = discover().get(pipeline)
+    asset = info.asset("scoring", "predictions") if info else "predictions"
+    storage = int(any(marker.lower() in message.lower() for marker in STORAGE_MARKERS))
+    with contextlib.suppress(OSError):  # metrics never fail the daemon
+        push_metrics(url, asset, {"storage_errors": storage}, status="failure", pipeline=pipeline)
 
 
 @dg.run_failure_sensor(name="alert_on_failure", default_status=_status(), minimum_interval_seconds=30,
-                       description="Sends a failed run, or the failed blocking checks that failed it, to the "
-                       f"page/ticket webhooks of ${CONFIG_ENV}, grouped per pipeline and failure kind.")
+                       description="Counts every failed run in the metrics and sends it, or the failed blocking "
+                       f"checks that failed it, to the page/ticket webhooks of ${CONFIG_ENV}, grouped per "
+                       "pipeline and failure kind.")
 def alert_on_failure(context: dg.RunFailureSensorContext) -> None:
+    message = context.failure_event.message or ""
+    steps = context.instance.all_logs(context.dagster_run.run_id, of_type=DagsterEventType.STEP_FAILURE)
+    details = " ".join(e.dagster_event.step_failure_data.error.to_string() for e in steps
+                       if e.dagster_event and e.dagster_event.step_failure_data.error)
+    record_failure(context.dagster_run, f"{message} {details}")
     router = alert_router()
     if router is None:
         return
-    message = context.failure_event.message or ""
     sent = _deliver(context, router, alerts_for_failed_run(context.instance, context.dagster_run, message))
     context.log.info(f"run {context.dagster_run.run_id}: {sent} notification(s) sent")
 

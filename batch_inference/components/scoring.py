@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 import time
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import pyarrow as pa
 
 from batch_inference import ledger
 from batch_inference.components.errors import classified_errors
-from batch_inference.components.pipeline import QUARANTINE, Pipeline
+from batch_inference.components.pipeline import LEDGER, QUARANTINE, Pipeline
 from batch_inference.ingest import QUARANTINE_SCHEMA
 from batch_inference.lake import Lake
 from batch_inference.ledger import LedgerEntry
@@ -78,6 +79,11 @@ def score_days(p: Pipeline, dates: list[str], context, config, lake, model_regis
     return results
 
 
+def _push_quietly(push, *args, **kwargs) -> None:
+    with contextlib.suppress(OSError):
+        push(*args, **kwargs)
+
+
 def _push_failure(p: Pipeline, observability, values: dict) -> None:
     if observability.pushgateway_url:
         with contextlib.suppress(OSError):  # metrics never fail a run; its own failure is what matters
@@ -100,19 +106,20 @@ def _score_day(p: Pipeline, date: str, session: ScoringSession, context, lake, m
     def report(q: dict) -> None:
         context.log.info(f"{p.name} {date}: {q['rows_done']:,}/{q['rows_total']:,} rows, "
                          f"{q['rows_per_second']:,.0f} rows/s, ETA {q['eta_seconds']} s", extra={**fields, **q})
-        if observability.pushgateway_url:
-            try:  # the heartbeat of a long partition: a stuck or OOM-killed run stops it (F7)
-                push_progress(observability.pushgateway_url, p.predictions_asset, q["rows_done"], q["rows_total"],
-                              pipeline=p.name, device=device)
-            except OSError as exc:
-                context.log.warning(f"could not push progress: {exc}")
+        if observability.pushgateway_url:  # the heartbeat of a long partition: a stuck run stops it (F7)
+            threading.Thread(target=_push_quietly, daemon=True, name="bi-progress-push", args=(
+                push_progress, observability.pushgateway_url, p.predictions_asset, q["rows_done"], q["rows_total"]),
+                kwargs={"pipeline": p.name, "device": device}).start()  # never stalls the forward loop
 
     progress = ProgressReporter(total_rows, report, interval_s=observability.progress_interval_s)
+    # Keep a committed partition only if its run also finished the bookkeeping (a crash between the
+    # commit and the ledger record must not leave a partition without provenance or quarantine).
+    reuse = reuse_committed and _fully_recorded(p, store, date)
     with classified_errors(), CpuTimer() as cpu:
         scored = score_partition(engine, store, date, Provenance(ref.name, ref.version, context.run.run_id),
                                  {"name": ref.name, "version": ref.version, "sha256": ref.artifact_sha256},
                                  session.read_rows, session.checkpoint_rows, source=p.features_asset,
-                                 target=p.predictions_asset, progress=progress, reuse_committed=reuse_committed)
+                                 target=p.predictions_asset, progress=progress, reuse_committed=reuse)
     if scored.reused:
         context.log.info(f"{p.name} {date}: already committed with this input and {ref.uri}; kept as it is",
                          extra=fields)
@@ -204,6 +211,19 @@ def _metadata(p: Pipeline, entry: LedgerEntry, scored, seconds: float, store: La
     }
     metadata.update({k: int(v) for k, v in scored.engine.stats.items()})
     return metadata
+
+
+def _fully_recorded(p: Pipeline, store: Lake, date: str) -> bool:
+    """The committed output has its quarantine file and a ledger record naming its digest."""
+    if not store.exists(p.predictions_asset, date) or not store.exists(
+            QUARANTINE, date, f"part-{p.predictions_asset}.parquet"):
+        return False
+    digest = store.file_digest(store.partition_file(p.predictions_asset, date))
+    for name in store.list_files(store.partition_dir(LEDGER, date)):
+        if name.endswith(".parquet") and store.read(LEDGER, date, ["output_sha256"], part=name).column(0)[0].as_py() \
+                == digest:
+            return True
+    return False
 
 
 def _reused_metadata(p: Pipeline, store: Lake, date: str, ref, scored, seconds: float) -> dict:

@@ -60,8 +60,8 @@ def plan_chunks(parquet_file: pq.ParquetFile, checkpoint_rows: int) -> list[list
     return chunks
 
 
-def fingerprint(input_sha256: str, model_key: dict, adapter: str, checkpoint_rows: int) -> str:
-    payload = json.dumps({"input": input_sha256, "model": model_key, "adapter": adapter,
+def fingerprint(input_sha256: str, model_key: dict, engine: str, checkpoint_rows: int) -> str:
+    payload = json.dumps({"input": input_sha256, "model": model_key, "engine": engine,
                           "checkpoint_rows": checkpoint_rows, "format": FORMAT_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
@@ -85,7 +85,7 @@ def score_partition(engine: InferenceEngine, lake: Lake, date: str, provenance: 
     under the same fingerprint is kept as it is, not scored again.
     """
     input_sha = lake.footer_digest(source, date)
-    fp = fingerprint(input_sha, model_key, engine.adapter.fingerprint(), checkpoint_rows)
+    fp = fingerprint(input_sha, model_key, engine.fingerprint(), checkpoint_rows)
     if reuse_committed and committed_fingerprint(lake, target, date) == fp:
         rows = lake.parquet_file(source, date).metadata.num_rows
         if progress is not None:

@@ -191,6 +191,13 @@ class InferenceEngine:
         """Input columns the engine reads (besides `record_id`)."""
         return tuple(self.adapter.columns)
 
+    def fingerprint(self) -> str:
+        """What the output depends on besides the input and the model: the adapter and the head."""
+        head = self.head
+        params = sorted((k, repr(v)) for k, v in vars(head).items()) if hasattr(head, "__dict__") else []
+        return (f"{self.adapter.fingerprint()}|{type(head).__module__}.{type(head).__qualname__}:{params}|"
+                f"{self.output_schema}")
+
     # -- compute ------------------------------------------------------------------------------
 
     def forward(self, prepared: Prepared) -> np.ndarray:
@@ -213,10 +220,11 @@ class InferenceEngine:
                 out = self.head.transform(self.model(_to_device(chunk, self.device)).float())
             return out.float().cpu().numpy()
         except torch.cuda.OutOfMemoryError:
+            # Halve this chunk only: the shared config (read by the reader thread) never changes, so
+            # the rows of every later batch, and of a resumed run, are chunked the same way.
             torch.cuda.empty_cache()
             if _rows_of(chunk) <= self.config.min_forward_rows:
                 raise
-            self.config.forward_rows = max(self.config.min_forward_rows, self.config.forward_rows // 2)
             first, second = _halves(chunk)
             return np.concatenate([self._forward_chunk(first), self._forward_chunk(second)])
 

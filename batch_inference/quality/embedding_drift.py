@@ -34,7 +34,7 @@ _RANK = {OK: 0, INSUFFICIENT: 0, WARN: 1, ALERT: 2}
 
 @dataclass(frozen=True)
 class EmbeddingDriftThresholds:
-    """Defaults calibrated on the support-tickets generator (see the tests)."""
+    """Defaults calibrated on generated daily texts (see the tests)."""
 
     min_rows: int = 100
     noise_warn: float = 4.0     # x the q99 bootstrap distance at the day's size
@@ -216,21 +216,26 @@ def compare_tables(reference: dict[str, Any], embeddings: pa.Table, features: pa
     return compare_day(reference, matrix, lengths, thresholds)
 
 
-def drift_check(p: Any, reference: dict[str, Any], store: Any, date: str, thresholds: Any) -> tuple[str, dict]:
+def drift_check(p: Any, reference: dict[str, Any], store: Any, date: str, thresholds: Any,
+                length_column: str | None = None) -> tuple[str, dict]:
     """The platform's custom drift-check hook (`quality.drift_check` in a pipeline's YAML).
 
-    Reads the day's `embedding` (output) and `text_length` (features) through the pipeline's lake
-    `store`; `thresholds` (the platform's DriftThresholds) lends its `min_rows` and PSI bands.
+    Reads the day's vectors (the output head's column) and, if `length_column` is given
+    (`quality.drift_params` in the YAML), the input lengths from the features, through the
+    pipeline's lake `store`; `thresholds` (the platform's DriftThresholds) lends its `min_rows` and
+    PSI bands.
     """
+    embedding_column = p.head.fields()[0].name
     t = EmbeddingDriftThresholds(
         min_rows=int(getattr(thresholds, "min_rows", EmbeddingDriftThresholds.min_rows)),
         psi_warn=float(getattr(thresholds, "psi_warn", EmbeddingDriftThresholds.psi_warn)),
         psi_alert=float(getattr(thresholds, "psi_alert", EmbeddingDriftThresholds.psi_alert)))
-    embeddings = store.read(p.predictions_asset, date, ["record_id", "embedding"])
+    embeddings = store.read(p.predictions_asset, date, ["record_id", embedding_column])
     features = None
-    if "text_length" in store.parquet_file(p.features_asset, date).schema_arrow.names:
-        features = store.read(p.features_asset, date, ["record_id", "text_length"])
-    report = compare_tables(reference, embeddings, features, t)
+    if length_column and length_column in store.parquet_file(p.features_asset, date).schema_arrow.names:
+        features = store.read(p.features_asset, date, ["record_id", length_column])
+    report = compare_tables(reference, embeddings, features, t, embedding_column=embedding_column,
+                            length_column=length_column or "length")
     table: Any = report.as_markdown()
     try:
         import dagster as dg

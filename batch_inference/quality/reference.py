@@ -64,16 +64,16 @@ def _importance(column: np.ndarray, scores: np.ndarray) -> float:
     return round(float(abs(np.corrcoef(column[ok], scores[ok])[0, 1])), 6)
 
 
-def build_reference(features: Mapping[str, np.ndarray], scores: np.ndarray,
+def build_reference(features: Mapping[str, np.ndarray], scores: np.ndarray, output_column: str,
                     bins: int = REFERENCE_BINS) -> dict[str, dict]:
-    """The drift reference of a model version: `score` plus one entry per feature.
+    """The drift reference of a model version: the output column (`scores`) plus one entry per feature.
 
     `features` are the training rows' feature columns (all rows: bins and percentiles);
     `scores` the model's scores of the first rows (at most SAMPLE_ROWS are used), aligned
     with the first rows of every feature, which give each feature's importance.
     """
     scores = np.asarray(scores, dtype=np.float64)[:SAMPLE_ROWS]
-    reference = {"score": {**column_reference(scores, bins), "importance": 1.0}}
+    reference = {output_column: {**column_reference(scores, bins), "importance": 1.0}}
     for name, column in features.items():
         column = np.asarray(column, dtype=np.float64)
         reference[name] = {**column_reference(column, bins),

@@ -84,7 +84,7 @@ def prepare(home: Path, rows: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             directory = Path(tmp) / "model"
             save_model(model, model_config(FEATURES, (256, 256)), directory)
-            reference = build_reference({f: x[:, i] for i, f in enumerate(FEATURES)}, scores)
+            reference = build_reference({f: x[:, i] for i, f in enumerate(FEATURES)}, scores, "score")
             (directory / REFERENCE_FILE).write_text(json.dumps(reference))
             ref = registry.register(TrainedArtifact(directory, MODEL_FORMAT, {"bench": 1.0}))
         registry.set_champion(ref.version)

@@ -117,7 +117,8 @@ def train(table: pa.Table, features: tuple[str, ...], params: TrainingParams | N
         "holdout_rows": float(len(x_hold)),
         "positive_rate": float(y_all.mean()),
     }
-    reference = build_reference({n: x_train[:, i] for i, n in enumerate(features)}, score(model, x_train[:100_000]))
+    reference = build_reference({n: x_train[:, i] for i, n in enumerate(features)}, score(model, x_train[:100_000]),
+                                "score")  # the Probability head's output column
     return TrainedModel(model, model_config(features, params.hidden_sizes), metrics, reference, x_hold, y_hold)
 
 

@@ -77,10 +77,12 @@ def _load_packaged() -> Any:
     from batch_inference.plugins import sentence_transformer as st
 
     directory = Path(tempfile.mkdtemp(prefix="bench_text_"))
-    source = st.packaged_model_dir()
+    from batch_inference.defs.support_tickets.model import MODEL_NAME, SOURCE_PACKAGE, packaged_model_dir
+
+    source = packaged_model_dir()
     for ours, theirs in st.PACKAGED_FILES.items():
         shutil.copyfile(source / theirs, directory / ours)
-    (directory / st.CONFIG_FILE).write_text(json.dumps(st.version_config(source)))
+    (directory / st.CONFIG_FILE).write_text(json.dumps(st.version_config(source, MODEL_NAME, SOURCE_PACKAGE)))
     (directory / st.REFERENCE_FILE).write_text("{}")
     return st.SentenceTransformerFormat().load(directory, st.file_digests(directory))
 
@@ -88,7 +90,8 @@ def _load_packaged() -> Any:
 def _run_st(texts: list[str], batch_size: int, device: str) -> float:
     from sentence_transformers import SentenceTransformer
 
-    from batch_inference.plugins.sentence_transformer import offline, packaged_model_dir
+    from batch_inference.defs.support_tickets.model import packaged_model_dir
+    from batch_inference.plugins.sentence_transformer import offline
 
     offline()
     model = SentenceTransformer(str(packaged_model_dir()), device=device, local_files_only=True)
