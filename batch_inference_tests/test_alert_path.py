@@ -16,6 +16,8 @@ from batch_inference.components.platform_sensors import alert_flush, alert_on_fa
 from batch_inference.pipelines import write_landing_file
 from batch_inference_tests.conftest import job, project_defs
 
+pytestmark = pytest.mark.integration  # end to end through Dagster: the full tier (`make test`)
+
 
 @pytest.fixture
 def receiver():

@@ -5,6 +5,8 @@ import pytest
 from batch_inference import tracing
 from batch_inference_tests.conftest import job, project_defs
 
+pytestmark = pytest.mark.integration  # end to end through Dagster: the full tier (`make test`)
+
 
 @pytest.fixture
 def exporter():

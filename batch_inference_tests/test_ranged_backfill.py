@@ -21,6 +21,8 @@ from batch_inference_tests.conftest import (
 )
 from batch_inference_tests.invariants import assert_day_scored_once
 
+pytestmark = pytest.mark.integration  # end to end through Dagster: the full tier (`make test`)
+
 DAYS = ["2026-02-01", "2026-02-02", "2026-02-03"]
 ROWS = {"2026-02-01": 2_000, "2026-02-02": 2_500, "2026-02-03": 3_000}
 PREDICTION_CHECKS = ("predictions_schema", "predictions_completeness", "predictions_drift",

@@ -5,9 +5,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from batch_inference import serving
 from batch_inference.pipelines import write_landing_file
 from batch_inference_tests.conftest import job, project_defs
+
+pytestmark = pytest.mark.integration  # end to end through Dagster: the full tier (`make test`)
 
 DAYS = {"2026-04-01": 1_500, "2026-04-02": 2_000, "2026-04-03": 2_500}
 

@@ -22,6 +22,8 @@ from batch_inference.pipelines import write_landing_file
 from batch_inference_tests.checks_helpers import latest_check
 from batch_inference_tests.conftest import project_defs, subprocess_env
 
+pytestmark = pytest.mark.integration  # end to end through Dagster: the full tier (`make test`)
+
 PIPELINE = "support_tickets"
 WEEK = [f"2026-03-{d:02d}" for d in range(2, 9)]
 ROWS = 120

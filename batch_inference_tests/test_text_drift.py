@@ -108,10 +108,14 @@ def test_platform_drift_check_hook() -> None:
         def parquet_file(self, asset: str, date: str) -> SimpleNamespace:
             return SimpleNamespace(schema_arrow=tables[asset].schema)
 
-    p = SimpleNamespace(predictions_asset="embeddings", features_asset="features")
+    from batch_inference.plugins.heads import Embedding
+
+    p = SimpleNamespace(predictions_asset="embeddings", features_asset="features", head=Embedding(DIM))
     status, metadata = drift_check(p, ref, Store(), "2026-01-05", SimpleNamespace(min_rows=100, psi_warn=0.1,
-                                                                                   psi_alert=0.25))
+                                                                                   psi_alert=0.25),
+                                   length_column="text_length")
     assert status == ALERT and metadata["rows"] == 300
     assert {"centroid_cosine_distance", "text_length_psi", "drift_table"} <= set(metadata)
-    status, metadata = drift_check(p, ref, Store(), "2026-01-05", SimpleNamespace(min_rows=1_000))
+    status, metadata = drift_check(p, ref, Store(), "2026-01-05", SimpleNamespace(min_rows=1_000),
+                                   length_column="text_length")
     assert status == INSUFFICIENT
