@@ -125,7 +125,12 @@ class Lake:
 
     def read(self, asset: str, date: str, columns: list[str] | None = None,
              part: str = PART_NAME) -> pa.Table:
-        return self.parquet_file(asset, date, part).read(columns=columns)
+        """A whole committed partition (or some columns); the file is closed when read."""
+        parquet_file = self.parquet_file(asset, date, part)
+        try:
+            return parquet_file.read(columns=columns)
+        finally:
+            parquet_file.close(force=True)  # we opened the stream: close it (S3 connections too)
 
     @contextlib.contextmanager
     def writer(self, asset: str, date: str, schema: pa.Schema,

@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 from dagster._core.execution.backfill import BulkActionStatus  # not exported at the top level
 
+from batch_inference.bench_backfill import LAUNCH  # the UI's mutation, shared with make bench-backfill
 from batch_inference.lake import Lake
 from batch_inference.pipelines import write_landing_file
 from batch_inference.rescoring import versions_in_partition
@@ -50,14 +51,7 @@ def test_new_file_is_scored_and_promotion_rescores(home, registry, trained_small
             assert sum("batch_inference/canary" in r.tags for r in runs) == 1
 
 
-LAUNCH = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}"""
+
 
 
 def test_ranged_backfill_of_60_days_from_the_ui_api(home, registry, tmp_path):
