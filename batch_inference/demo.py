@@ -139,7 +139,7 @@ def main() -> int:
         print(f"  scoring {rows:,} rows took {seconds:.1f} s ({rows / seconds:,.0f} rows/s end to end through "
               "Dagster, checks and publish included)\n")
     print(f"wall time {time.perf_counter() - started:.1f} s")
-    print(f"query: duckdb -init {settings.warehouse_sql}   (views {', '.join(p.name for p in pipelines)}.*)")
+    print(f"query: duckdb -init {settings.warehouse_sql}   (views {', '.join(p.name + '.*' for p in pipelines)})")
     print(f"DAGSTER_HOME={home}  ->  `make dev` shows these runs at http://127.0.0.1:3000")
     return 0
 
