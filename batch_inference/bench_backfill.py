@@ -19,38 +19,11 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-LAUNCH = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}"""
-
-
-def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - loopback only
-        return json.loads(response.read())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from batch_inference.devserver import LAUNCH_BACKFILL, dagster_dev, graphql
 
 
 def _days(count: int) -> list[str]:
@@ -138,28 +111,15 @@ def run_strategy(name: str, per_run: int, home: Path, info, days: list[str]) -> 
     work = home / name
     shutil.rmtree(work, ignore_errors=True)
     dagster_home = work / "dagster_home"
-    dagster_home.mkdir(parents=True)
-    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
-    env = {**_env(home, work), "DAGSTER_HOME": str(dagster_home), "BATCH_INFERENCE_SENSORS": "stopped",
+    env = {**_env(home, work), "BATCH_INFERENCE_SENSORS": "stopped",
            "BATCH_INFERENCE_PARTITIONS_PER_RUN": str(per_run)}
-    port = _free_port()
-    log = open(work / "dagster_dev.log", "w")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1",
-                             "-p", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, ValueError):
-                if _graphql(port, "{ version }").get("data"):
-                    break
-            time.sleep(1)
-        else:
-            raise TimeoutError(f"dagster dev did not start, see {work / 'dagster_dev.log'}")
-        daemon_cpu_before = _tree_cpu_seconds(proc.pid, "dagster._daemon")
+    predictions = dg.AssetKey([info.name, daily_assets(info)[2]])
+    work.mkdir(parents=True)
+    with dagster_dev(env, dagster_home, work / "dagster_dev.log") as server:
+        daemon_cpu_before = _tree_cpu_seconds(server.pid, "dagster._daemon")
         started = time.monotonic()
         params = {"partitionNames": days, "assetSelection": [{"path": [info.name, a]} for a in daily_assets(info)]}
-        answer = _graphql(port, LAUNCH, {"params": params})["data"]["launchPartitionBackfill"]
+        answer = graphql(server.port, LAUNCH_BACKFILL, {"params": params})["data"]["launchPartitionBackfill"]
         if answer["__typename"] != "LaunchBackfillSuccess":
             raise RuntimeError(f"backfill not launched: {answer}")
         os.environ["DAGSTER_HOME"] = str(dagster_home)
@@ -172,25 +132,14 @@ def run_strategy(name: str, per_run: int, home: Path, info, days: list[str]) -> 
             runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
             engine = 0.0
             for day in days:
-                records = instance.fetch_materializations(dg.AssetRecordsFilter(
-                    asset_key=dg.AssetKey([info.name, daily_assets(info)[2]]), asset_partitions=[day]),
-                    limit=1).records
-                if records:
-                    meta = records[0].asset_materialization.metadata
-                    engine += float(meta["duration_seconds"].value) if "duration_seconds" in meta else 0.0
-        daemon_cpu = _tree_cpu_seconds(proc.pid, "dagster._daemon") - daemon_cpu_before
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-    return {"pipeline": info.name, "strategy": name, "partitions": len(days), "partitions_per_run": per_run, "status": status.value,
-            "runs": len(runs), "wall_seconds": round(wall, 1), "scoring_seconds": round(engine, 1),
-            "overhead_per_partition_s": round((wall - engine) / len(days), 3),
+                records = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=predictions, asset_partitions=[day]), limit=1).records
+                meta = records[0].asset_materialization.metadata if records else {}
+                engine += float(meta["duration_seconds"].value) if "duration_seconds" in meta else 0.0
+        daemon_cpu = _tree_cpu_seconds(server.pid, "dagster._daemon") - daemon_cpu_before
+    return {"pipeline": info.name, "strategy": name, "partitions": len(days), "partitions_per_run": per_run,
+            "status": status.value, "runs": len(runs), "wall_seconds": round(wall, 1),
+            "scoring_seconds": round(engine, 1), "overhead_per_partition_s": round((wall - engine) / len(days), 3),
             "daemon_cpu_seconds": round(daemon_cpu, 1),
             "event_log_mb": round(_event_log_bytes(dagster_home) / 1e6, 1)}
 

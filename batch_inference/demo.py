@@ -37,7 +37,7 @@ def prepare_dagster_home(settings: Settings) -> Path:
 
 
 def rows_per_day(info: PipelineInfo) -> int:
-    """DEMO_ROWS_<PIPELINE> (e.g. DEMO_ROWS_CARD_FRAUD), else the pipeline's `demo_rows_per_day`, else
+    """DEMO_ROWS_<PIPELINE> (the name upper-cased), else the pipeline's `demo_rows_per_day`, else
     DEMO_ROWS_PER_DAY, else 100000."""
     specific = os.environ.get(f"DEMO_ROWS_{info.name.upper()}")
     if specific:

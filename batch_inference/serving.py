@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from batch_inference.lake import filesystem_for
@@ -28,25 +29,36 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _ident(name: str) -> str:
+    """A validated plain identifier (letters, digits, underscore): DDL cannot bind identifiers."""
+    return validate_identifier(name)
+
+
+def _view_ddl(pipeline: str, asset: str, source: str) -> list[str]:
+    """The schema and view of one lake asset, over `source` (a table function or a registered name)."""
+    return [f"CREATE SCHEMA IF NOT EXISTS {_ident(pipeline)};",
+            f"CREATE OR REPLACE VIEW {_ident(pipeline)}.{_ident(asset)} AS SELECT * FROM {source};"]  # noqa: S608
+
+
+def lake_assets(fs: pafs.FileSystem, root: str) -> list[tuple[str, str, str]]:
+    """(pipeline, asset, path) of every asset folder holding Parquet files under a lake root."""
+    found = []
+    for pipeline_dir in _subdirs(fs, root):
+        for asset_dir in _subdirs(fs, pipeline_dir.path):
+            files = fs.get_file_info(pafs.FileSelector(asset_dir.path, recursive=True))
+            if any(f.type == pafs.FileType.File and f.base_name.endswith(".parquet") for f in files):
+                found.append((pipeline_dir.base_name, asset_dir.base_name, asset_dir.path))
+    return found
+
+
 def view_statements(lake_root: str) -> list[str]:
     """`CREATE VIEW <pipeline>.<asset>` for every asset folder with data under a local lake root."""
-    root = Path(lake_root)
+    fs, root = filesystem_for(lake_root)
     statements: list[str] = []
-    if not root.is_dir():
-        return statements
-    for pipeline_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
-        pipeline = validate_identifier(pipeline_dir.name)
-        assets = [a for a in sorted(pipeline_dir.iterdir())
-                  if a.is_dir() and not a.name.startswith(("_", ".")) and any(a.glob("date=*/*.parquet"))]
-        if not assets:
-            continue
-        statements.append(f"CREATE SCHEMA IF NOT EXISTS {pipeline};")
-        for asset_dir in assets:
-            asset = validate_identifier(asset_dir.name)
-            pattern = _literal(f"{asset_dir}/date=*/*.parquet")
-            # Identifiers are validated folder names; the path is quoted as a literal.
-            statements.append(f"CREATE OR REPLACE VIEW {pipeline}.{asset} AS SELECT * FROM read_parquet("  # noqa: S608
-                              f"{pattern}, hive_partitioning = true, union_by_name = true);")
+    for pipeline, asset, path in lake_assets(fs, root):
+        # The path is quoted as a literal; the identifiers are validated and quoted.
+        statements += _view_ddl(pipeline, asset, f"read_parquet({_literal(f'{path}/date=*/*.parquet')}, "
+                                                 "hive_partitioning = true, union_by_name = true)")
     return statements
 
 
@@ -77,18 +89,13 @@ def connect(lake_root: str) -> duckdb.DuckDBPyConnection:
         return con
     import pyarrow.dataset as ds
 
-    for pipeline_dir in _subdirs(fs, root):
-        pipeline = validate_identifier(pipeline_dir.base_name)
-        for asset_dir in _subdirs(fs, pipeline_dir.path):
-            asset = validate_identifier(asset_dir.base_name)
-            dataset = ds.dataset(asset_dir.path, filesystem=fs, format="parquet", partitioning="hive",
-                                 exclude_invalid_files=True)
-            if not dataset.files:
-                continue
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {pipeline}")
-            con.register(f"_{pipeline}__{asset}", dataset)
-            # Identifiers are validated folder names.
-            con.execute(f"CREATE OR REPLACE VIEW {pipeline}.{asset} AS SELECT * FROM _{pipeline}__{asset}")  # noqa: S608
+    partitioning = ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive")  # as the local views
+    for pipeline, asset, path in lake_assets(fs, root):
+        name = f"_{validate_identifier(pipeline)}__{validate_identifier(asset)}"
+        con.register(name, ds.dataset(path, filesystem=fs, format="parquet", partitioning=partitioning,
+                                      exclude_invalid_files=True))
+        for statement in _view_ddl(pipeline, asset, name):
+            con.execute(statement)
     return con
 
 

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 from dagster._core.execution.backfill import BulkActionStatus  # not exported at the top level
 
-from batch_inference.bench_backfill import LAUNCH  # the UI's mutation, shared with make bench-backfill
+from batch_inference.devserver import LAUNCH_BACKFILL as LAUNCH  # the UI's mutation
 from batch_inference.lake import Lake
 from batch_inference.pipelines import write_landing_file
 from batch_inference.rescoring import versions_in_partition

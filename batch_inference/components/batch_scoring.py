@@ -30,8 +30,9 @@ from batch_inference.components.automation import (
     build_schedule,
 )
 from batch_inference.components.checks import build_checks, prediction_check_names
-from batch_inference.components.pipeline import DriftSettings, Pipeline
+from batch_inference.components.pipeline import Pipeline
 from batch_inference.k8s import GPU_STEP_K8S_CONFIG, merge_k8s_config
+from batch_inference.quality.drift import DriftThresholds
 
 
 class InputSpec(dg.Model):
@@ -157,7 +158,8 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
             device=self.scoring.device, read_batch_rows=self.scoring.read_batch_rows,
             forward_rows=self.scoring.forward_rows, checkpoint_rows=self.scoring.checkpoint_rows,
             gpu_k8s_config=k8s,
-            drift=DriftSettings(q.psi_warn, q.psi_alert, q.ks_warn, q.ks_alert, q.drift_features, q.min_sample_rows),
+            drift=DriftThresholds(q.psi_warn, q.psi_alert, q.ks_warn, q.ks_alert, min_rows=q.min_sample_rows),
+            drift_features=q.drift_features,
             drift_check_path=q.drift_check, drift_params=dict(q.drift_params),
             rescore_window_days=self.automation.rescore_window_days,
             canary=self.automation.canary, nightly_hour=self.automation.nightly_hour,

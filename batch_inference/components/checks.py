@@ -7,6 +7,7 @@ in any later one (the serving asset verifies them against the latest materializa
 
 
 import contextlib
+import dataclasses
 import warnings
 
 import dagster as dg
@@ -134,13 +135,10 @@ def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckRe
 
 
 def _thresholds(p: Pipeline, quality: QualityResource) -> DriftThresholds:
-    d = p.drift
-    return DriftThresholds(
-        psi_warn=quality.psi_warn if quality.psi_warn is not None else d.psi_warn,
-        psi_alert=quality.psi_alert if quality.psi_alert is not None else d.psi_alert,
-        ks_warn=quality.ks_warn if quality.ks_warn is not None else d.ks_warn,
-        ks_alert=quality.ks_alert if quality.ks_alert is not None else d.ks_alert,
-        min_rows=d.min_sample_rows)
+    """The pipeline's bands, with any value the `quality` resource sets for this run instead."""
+    overrides = {k: getattr(quality, k) for k in ("psi_warn", "psi_alert", "ks_warn", "ks_alert")
+                 if getattr(quality, k) is not None}
+    return dataclasses.replace(p.drift, **overrides)
 
 
 def distribution_drift(p: Pipeline, reference: dict, store, date: str, thresholds: DriftThresholds,
@@ -181,7 +179,7 @@ def _drift(p: Pipeline, date: str, lake: LakeResource, model_registry: ModelRegi
     registry = p.registry(model_registry)
     loaded = registry.load(registry.version(versions[0]))
     thresholds = _thresholds(p, quality)
-    drift_features = quality.drift_features if quality.drift_features is not None else p.drift.drift_features
+    drift_features = quality.drift_features if quality.drift_features is not None else p.drift_features
     if p.drift_check_path:
         status, metadata = load_object(p.drift_check_path)(p, loaded.reference, store, date, thresholds,
                                                            **p.drift_params)

@@ -20,20 +20,11 @@ from batch_inference.lake import Lake
 from batch_inference.modeling.registry import ModelRegistry
 from batch_inference.plugins.loading import PluginError, check_protocol, load_object, locate
 from batch_inference.plugins.protocols import InputAdapter, ModelFormat, OutputHead
+from batch_inference.quality.drift import DriftThresholds
 from batch_inference.validation import validate_identifier
 
 QUARANTINE = "quarantine"
 LEDGER = "ledger"
-
-
-@dataclass(frozen=True)
-class DriftSettings:
-    psi_warn: float = 0.1
-    psi_alert: float = 0.25
-    ks_warn: float = 0.1
-    ks_alert: float = 0.2
-    drift_features: int = 6
-    min_sample_rows: int = 500
 
 
 @dataclass
@@ -76,7 +67,8 @@ class Pipeline:
     forward_rows: int
     checkpoint_rows: int
     gpu_k8s_config: dict[str, Any]
-    drift: DriftSettings
+    drift: DriftThresholds  # the YAML's bands; the `quality` resource may override them per run
+    drift_features: int
     drift_check_path: str | None
     drift_params: dict[str, Any]
     rescore_window_days: int
