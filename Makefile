@@ -14,7 +14,7 @@ BENCH_HOME ?= $(CURDIR)/bench_home
 BENCH_ROWS ?= 4000000
 export BENCH_HOME BENCH_ROWS
 
-.PHONY: install demo dev test test-fast lint bench bench-backfill clean
+.PHONY: install demo dev test test-fast lint bench bench-backfill bench-memory clean
 
 install: $(STAMP)
 
@@ -56,6 +56,11 @@ bench: install
 # per partition (BENCH_BACKFILL_DAYS, default 365; BENCH_BACKFILL_ROWS, default 20000 a day).
 bench-backfill: install
 	$(PY) -m batch_inference.bench_backfill
+
+# Peak RSS of each step of a card_fraud day and of the whole day at 1M, 3M and 5M rows
+# (BENCH_MEMORY_ROWS, comma-separated), each through the real `dagster` CLI in its own process.
+bench-memory: install
+	$(PY) -m batch_inference.defs.card_fraud.bench_memory
 
 clean:
 	rm -rf $(BATCH_INFERENCE_HOME)
