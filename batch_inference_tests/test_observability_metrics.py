@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from batch_inference.observability import (
     CpuTimer,
     cpu_utilization,
+    flush_pushes,
     freshness_lag_seconds,
     metric_names,
     partition_start_timestamp,
@@ -79,7 +80,8 @@ def pushgateway(tmp_path) -> Iterator[str]:
 
 
 def scrape(url: str) -> dict[str, list]:
-    """{sample name: [samples]} of the gateway's /metrics."""
+    """{sample name: [samples]} of the gateway's /metrics, once every push of this process was sent."""
+    assert flush_pushes(timeout_s=30)
     text = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
     samples: dict[str, list] = {}
     for family in text_string_to_metric_families(text):
