@@ -112,6 +112,7 @@ def push_everything(url: str, pipeline: str = "card_fraud") -> None:
     push_check_metrics(url, "predictions", {"drift_max_psi": 0.31, "checks_failed": 1, "model_version_mismatch": 0,
                                             "provenance_completeness_ratio": 0.99}, pipeline=pipeline)
     push_detection_time(url, "predictions", 42.0, pipeline=pipeline)
+    assert flush_pushes(timeout_s=30)  # sent in the background: delivered before the caller reads the gateway
 
 
 def test_cpu_utilization():
