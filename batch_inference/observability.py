@@ -7,8 +7,11 @@ import datetime as dt
 import json
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 # Fields our log calls attach (`extra=`) and the formatter lifts to the top level.
 LOG_FIELDS = ("partition", "model_version", "stage", "rows_done", "rows_total", "rows_per_second", "eta_seconds")
@@ -251,6 +254,159 @@ def gpu_stats(device: str) -> dict[str, float]:
 
 
 # --- pushing ---------------------------------------------------------------------------------------------
+#
+# Pushes are sent by one background thread per process, in order, from a bounded queue, so a
+# Pushgateway that accepts connections but never answers cannot stall a run. A push call waits a
+# short while (`wait_s`) for its own delivery, so with a healthy gateway it behaves as a synchronous
+# call (and a refused connection still raises OSError to the caller); once one push has not been
+# delivered within that wait, the gateway is "congested" and later calls return at once until a push
+# succeeds again. `flush_pushes` (the ObservabilityResource calls it when a run's resources are torn
+# down) waits at most `flush_s` for what is queued, and not at all while congested. A hung gateway
+# therefore costs one process at most `wait_s` (0.2 s by default); a full queue drops new pushes,
+# and every failure or drop is logged on `batch_inference.observability`.
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    """Bounds of metric delivery: socket timeout per request, the caller's wait, end-of-run flush, queue."""
+
+    timeout_s: float = 2.0
+    wait_s: float = 0.2
+    flush_s: float = 0.5
+    queue_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0 or self.wait_s < 0 or self.flush_s < 0 or self.queue_size < 1:
+            raise ValueError(f"invalid push settings {self}: timeouts must be positive, queue_size >= 1")
+
+
+@dataclass
+class _Push:
+    send: Callable[[float], None]
+    what: str
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class PushSender:
+    """One daemon thread delivering pushes in submission order from a bounded queue."""
+
+    def __init__(self, settings: PushSettings | None = None) -> None:
+        self.settings = settings or PushSettings()
+        self.sent = self.failed = self.dropped = 0
+        self.congested = False
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[_Push] = queue.Queue(maxsize=self.settings.queue_size)
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._pid == os.getpid():
+                return
+            if self._pid and self._pid != os.getpid():  # a forked child: the parent's thread is not here
+                self._queue = queue.Queue(maxsize=self.settings.queue_size)
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name="bi-metrics-push", daemon=True)
+            self._thread.start()
+
+    def submit(self, send: Callable[[float], None], what: str) -> _Push | None:
+        """Queue `send(timeout_s)`; None (and a warning) when the queue is full and the push is dropped."""
+        self._ensure_thread()
+        push = _Push(send, what)
+        try:
+            self._queue.put_nowait(push)
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+            log.warning("metrics push %s dropped: %d pushes already queued (Pushgateway slow or hung)",
+                        what, self.settings.queue_size)
+            return None
+        return push
+
+    def deliver(self, send: Callable[[float], None], what: str) -> None:
+        """Submit, then wait up to `wait_s` for delivery unless congested; re-raise a delivery error."""
+        push = self.submit(send, what)
+        if push is None or self.congested:
+            return
+        if not push.done.wait(self.settings.wait_s):
+            self.congested = True
+            log.warning("metrics push %s not answered within %.1f s; sending in the background",
+                        what, self.settings.wait_s)
+            return
+        if push.error is not None:
+            raise push.error
+
+    def _run(self) -> None:
+        while True:
+            push = self._queue.get()
+            try:
+                push.send(self.settings.timeout_s)
+            except Exception as exc:  # noqa: BLE001 - metrics never fail anything; logged and counted
+                push.error = exc
+                with self._lock:
+                    self.failed += 1
+                log.warning("metrics push %s failed: %s: %s", push.what, type(exc).__name__, exc)
+            else:
+                with self._lock:
+                    self.sent += 1
+                self.congested = False
+            finally:
+                push.done.set()
+                self._queue.task_done()
+
+    @property
+    def pending(self) -> int:
+        return self._queue.unfinished_tasks
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until every push is done, at most `timeout_s`; by default `flush_s`, or not at all while
+        congested (a gateway that does not answer would only make the end of every run wait)."""
+        if timeout_s is None and self.congested:
+            if self.pending:
+                log.warning("%d metrics push(es) still pending: the Pushgateway is not answering", self.pending)
+            return not self.pending
+        deadline = time.monotonic() + (self.settings.flush_s if timeout_s is None else timeout_s)
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(remaining)
+        return True
+
+
+_SENDER = PushSender()
+
+
+def configure_pushes(settings: PushSettings) -> PushSender:
+    """Use `settings` for this process's pushes from now on (a queue of another size starts a new sender)."""
+    global _SENDER
+    if settings.queue_size != _SENDER.settings.queue_size:
+        _SENDER.flush(0)
+        _SENDER = PushSender(settings)
+    else:
+        _SENDER.settings = settings
+    return _SENDER
+
+
+def push_sender() -> PushSender:
+    """This process's sender (its counters: sent, failed, dropped, pending)."""
+    return _SENDER
+
+
+def flush_pushes(timeout_s: float | None = None) -> bool:
+    """Wait a bounded time for queued pushes (see PushSender.flush); True when none is left.
+
+    Tests and scripts that read the gateway right after pushing call it with an explicit timeout."""
+    return _SENDER.flush(timeout_s)
+
+
+def _deliver(send: Callable[[float], None], what: str, timeout: float | None) -> None:
+    _SENDER.deliver(send if timeout is None else (lambda _default: send(timeout)), what)
+
 
 class _Families:
     """A registry-compatible collector holding prebuilt metric families (no `_created` series)."""
@@ -331,7 +487,7 @@ def _count(url: str, pipeline: str, asset: str, status: str, increments: Mapping
 
 def push_metrics(url: str, asset: str, values: Mapping[str, float], status: str = "success",
                  device: str = "cpu", pipeline: str = "", batch_durations_s: Iterable[float] | None = None,
-                 *, job: str = JOB, run_ended: bool = True, timeout: float = 5) -> None:
+                 *, job: str = JOB, run_ended: bool = True, timeout: float | None = None) -> None:
     """Push one run's numbers to a Prometheus Pushgateway, replacing the group {job, [pipeline], asset, status}.
 
     `values` may hold any key of METRICS / RUN_GAUGES (others are ignored, so callers can pass all
@@ -343,7 +499,9 @@ def push_metrics(url: str, asset: str, values: Mapping[str, float], status: str 
     effort (concurrent pushes for one asset can lose an increment; Dagster's run history is the truth).
 
     Labels stay low-cardinality (pipeline, asset, device, status): partitions and run ids are not labels.
-    Network errors raise OSError; callers log them and never fail a run on them.
+    Sent in the background (see "pushing" above): a delivery error seen within the short wait raises
+    OSError, which callers log and never fail a run on; a gateway that does not answer costs no more
+    than that wait. `timeout` overrides the sender's socket timeout for this push.
     """
     from prometheus_client.core import HistogramMetricFamily
 
@@ -366,21 +524,26 @@ def push_metrics(url: str, asset: str, values: Mapping[str, float], status: str 
         buckets = [(str(b), sum(d <= b for d in durations)) for b in BATCH_DURATION_BUCKETS]
         family.add_metric(list(run_labels.values()), [*buckets, ("+Inf", len(durations))], sum(durations))
         families.append(family)
-    _push(url, job, _group(pipeline, asset, status), families, timeout)
     increments = {n: values[n] for n in COUNTERS if values.get(n)}
-    if run_ended or increments:
-        _count(url, pipeline, asset, status, increments, run_ended, timeout)
+
+    def send(timeout_s: float) -> None:
+        _push(url, job, _group(pipeline, asset, status), families, timeout_s)
+        if run_ended or increments:
+            _count(url, pipeline, asset, status, increments, run_ended, timeout_s)
+
+    _deliver(send, f"{job}/{pipeline}/{asset}", timeout)
 
 
 def push_check_metrics(url: str, asset: str, values: Mapping[str, float], pipeline: str = "",
-                       timeout: float = 5) -> None:
+                       timeout: float | None = None) -> None:
     """From the blocking checks: `drift_max_psi`, `checks_failed`, `model_version_mismatch`,
     `provenance_completeness_ratio` of the latest evaluation (job `batch_inference_checks`)."""
     push_metrics(url, asset, values, status="", device="", pipeline=pipeline, job=CHECKS_JOB, run_ended=False,
                  timeout=timeout)
 
 
-def push_detection_time(url: str, asset: str, seconds: float, pipeline: str = "", timeout: float = 5) -> None:
+def push_detection_time(url: str, asset: str, seconds: float, pipeline: str = "",
+                        timeout: float | None = None) -> None:
     """From the alerting path: how long a failure took to reach a notification (job `batch_inference_alerting`)."""
     push_metrics(url, asset, {"detection_time_seconds": seconds}, status="", device="", pipeline=pipeline,
                  job=ALERTING_JOB, run_ended=False, timeout=timeout)
@@ -398,7 +561,7 @@ PROGRESS_GAUGES = {
 
 def push_progress(url: str, asset: str, rows_done: int, rows_total: int | None = None, *, running: bool = True,
                   pipeline: str = "", device: str = "cpu", cpu_utilization_ratio: float | None = None,
-                  gpu_utilization_ratio: float | None = None, timeout: float = 5) -> None:
+                  gpu_utilization_ratio: float | None = None, timeout: float | None = None) -> None:
     """Heartbeat of a scoring run (call it from ProgressReporter's `emit`, and with running=False at the end).
 
     A run that dies (OOM kill) or hangs leaves `running` at 1 and a stale
@@ -411,4 +574,5 @@ def push_progress(url: str, asset: str, rows_done: int, rows_total: int | None =
                "progress_cpu_utilization_ratio": cpu_utilization_ratio,
                "progress_gpu_utilization_ratio": gpu_utilization_ratio}
     families = [_gauge(n, PROGRESS_GAUGES[n], labels, v) for n, v in numbers.items() if v is not None]
-    _push(url, PROGRESS_JOB, _group(pipeline, asset), families, timeout)
+    _deliver(lambda timeout_s: _push(url, PROGRESS_JOB, _group(pipeline, asset), families, timeout_s),
+             f"{PROGRESS_JOB}/{pipeline}/{asset}", timeout)

@@ -10,7 +10,13 @@ import dagster as dg
 import pytest
 import yaml
 
-from batch_inference.observability import JsonFormatter, ProgressReporter, cost_per_million_rows, push_metrics
+from batch_inference.observability import (
+    JsonFormatter,
+    ProgressReporter,
+    cost_per_million_rows,
+    flush_pushes,
+    push_metrics,
+)
 from batch_inference_tests.conftest import job, project_defs
 from batch_inference_tests.conftest import key as asset_key  # `key` is a loop variable below
 from batch_inference_tests.dagster_dev import free_port
@@ -87,6 +93,7 @@ def test_metrics_reach_a_real_pushgateway(tmp_path):
         push_metrics(f"http://127.0.0.1:{port}", "predictions",
                      {"rows": 1234, "rows_per_second": 99.5, "quarantined_rows": 2, "cost_per_million_rows": 0.01},
                      device="cpu")
+        assert flush_pushes(timeout_s=30)
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert 'batch_inference_rows{asset="predictions",device="cpu",instance="",job="batch_inference"' in text \
         or 'batch_inference_rows{asset="predictions",device="cpu",job="batch_inference"' in text

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from batch_inference.observability import (
     CpuTimer,
     cpu_utilization,
+    flush_pushes,
     freshness_lag_seconds,
     metric_names,
     partition_start_timestamp,
@@ -79,7 +80,8 @@ def pushgateway(tmp_path) -> Iterator[str]:
 
 
 def scrape(url: str) -> dict[str, list]:
-    """{sample name: [samples]} of the gateway's /metrics."""
+    """{sample name: [samples]} of the gateway's /metrics, once every push of this process was sent."""
+    assert flush_pushes(timeout_s=30)
     text = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
     samples: dict[str, list] = {}
     for family in text_string_to_metric_families(text):
@@ -110,6 +112,7 @@ def push_everything(url: str, pipeline: str = "card_fraud") -> None:
     push_check_metrics(url, "predictions", {"drift_max_psi": 0.31, "checks_failed": 1, "model_version_mismatch": 0,
                                             "provenance_completeness_ratio": 0.99}, pipeline=pipeline)
     push_detection_time(url, "predictions", 42.0, pipeline=pipeline)
+    assert flush_pushes(timeout_s=30)  # sent in the background: delivered before the caller reads the gateway
 
 
 def test_cpu_utilization():

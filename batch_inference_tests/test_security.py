@@ -26,6 +26,7 @@ from batch_inference.modeling.registry import (
 from batch_inference_tests.conftest import (
     MODEL_NAME,
     artifact_of,
+    fraud_registry,
     job,
     pipeline_lake,
     project_defs,
@@ -163,11 +164,11 @@ def test_version_without_a_verified_reference_is_refused(home, registry, trained
         registry.load(registry.version(version))
 
 
-def test_pickle_deserialization_is_disabled_for_mlflow():
+def test_pickle_deserialization_is_disabled_for_mlflow(home, monkeypatch):
     import os
 
-    import batch_inference.modeling.registry  # noqa: F401 - sets the default
-
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    assert fraud_registry(home).client is not None  # building the client applies the registry's settings
     assert os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
 
 

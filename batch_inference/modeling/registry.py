@@ -4,6 +4,11 @@ Every version carries two tags: its format (which loader may read it) and a mani
 SHA-256 of every file (weights, config, tokenizer files, the drift reference). Loading checks the
 format tag before downloading anything, and every digest before any file is read; the format's
 loader never runs code from the artifact (safetensors, JSON, tokenizer files).
+
+A remote registry (an MLflow tracking server) is called with a bounded budget (`HttpBudget`): MLflow's
+own connect/read timeout and a few fast retries, set when the client is built. Once they are spent,
+an unreachable or failing server raises `RegistryUnavailableError`, a permanent error: the step fails
+at once, naming the URI and the runbook, instead of being retried for minutes.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
+from batch_inference.failures import is_transient
 from batch_inference.modeling.artifact import (
     REFERENCE_FILE,
     CorruptArtifactError,
@@ -35,10 +42,7 @@ EXPERIMENT = "batch_inference"
 ARTIFACT_PATH = "model"
 TAG_FORMAT = "batch_inference.format"
 TAG_FILES = "batch_inference.files"
-
-# Our processes never need pickle deserialisation from MLflow.
-os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+RUNBOOK = "docs/runbooks/F4.md"  # section "Registry unreachable"
 
 _LOADED: dict[tuple, LoadedModel] = {}
 
@@ -49,6 +53,110 @@ class ModelRegistryError(RuntimeError):
 
 class UntrustedModelError(ModelRegistryError):
     """A version not in a known safe format, or whose files do not match their digests."""
+
+
+class RegistryUnavailableError(ModelRegistryError):
+    """The registry did not answer (or answered 5xx/429) within its whole budget of retries.
+
+    Permanent for the step's retry policy: MLflow has already retried within the budget, and a
+    registry that is down for longer is an operator's problem (runbook), not the step's.
+    """
+
+
+@dataclass(frozen=True)
+class HttpBudget:
+    """MLflow's HTTP client settings for a remote registry: the bound on one registry call.
+
+    `timeout_s` is MLflow's connect and read timeout (whole seconds); `max_retries` fast retries
+    follow a failed attempt, sleeping 0, then `backoff_factor * 2**(n-1)` seconds (+ up to
+    `backoff_jitter`). The defaults bound one call to about 3 x 10 + 2.5 = 33 s.
+    """
+
+    timeout_s: int = 10
+    max_retries: int = 2
+    backoff_factor: int = 1
+    backoff_jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.timeout_s <= 600:
+            raise ValueError(f"registry HTTP timeout must be 1..600 s, not {self.timeout_s}")
+        if not 0 <= self.max_retries <= 10:  # MLflow refuses more than 10
+            raise ValueError(f"registry HTTP retries must be 0..10, not {self.max_retries}")
+        if not 0 <= self.backoff_factor <= 120 or self.backoff_jitter < 0:
+            raise ValueError(f"registry HTTP backoff must be 0..120 s with jitter >= 0, not "
+                             f"{self.backoff_factor} / {self.backoff_jitter}")
+
+    @property
+    def attempts(self) -> int:
+        return self.max_retries + 1
+
+    @property
+    def worst_case_s(self) -> float:
+        """The longest one call can take: every attempt times out, every back-off at its longest."""
+        sleeps = sum(self.backoff_factor * 2 ** (n - 1) + self.backoff_jitter for n in range(2, self.attempts))
+        return self.attempts * self.timeout_s + sleeps
+
+    def mlflow_env(self) -> dict[str, str]:
+        """The MLflow environment variables this budget sets, plus the settings every process needs."""
+        return {
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.timeout_s),
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.max_retries),
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(self.backoff_factor),
+            "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": str(self.backoff_jitter),
+            # Our processes never need pickle deserialisation from MLflow, nor its progress bars.
+            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        }
+
+
+def configure_mlflow(budget: HttpBudget) -> None:
+    """Apply `budget` to MLflow's HTTP client (process-wide: MLflow reads these on every request)."""
+    os.environ.update(budget.mlflow_env())
+
+
+def redacted_uri(uri: str) -> str:
+    """`uri` without a user or password, fit for an error message."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of a chain (MLflow wraps the socket error in three layers)."""
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        exc = inner
+    return exc
+
+
+class _BudgetedClient:
+    """An MlflowClient whose every call turns "unreachable after the budget" into RegistryUnavailableError."""
+
+    def __init__(self, client: MlflowClient, tracking_uri: str, budget: HttpBudget) -> None:
+        self._client, self._uri, self._budget = client, redacted_uri(tracking_uri), budget
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                root = _root_cause(exc)
+                cause = " ".join(f"{type(root).__name__}: {root}".split())
+                raise RegistryUnavailableError(
+                    f"MLflow registry at {self._uri} is unreachable: {name} failed after "
+                    f"{self._budget.attempts} attempt(s) ({self._budget.timeout_s} s timeout each, "
+                    f"{self._budget.max_retries} fast retries); last error {cause[:400]}. "
+                    f"Not retried further; see {RUNBOOK} (Registry unreachable)") from exc
+
+        return call
 
 
 @dataclass(frozen=True)
@@ -100,22 +208,33 @@ class ModelRegistry:
     """Thin wrapper over MlflowClient for one registered model name and its alias."""
 
     def __init__(self, tracking_uri: str, model_name: str, artifact_root: str | None = None,
-                 formats: Mapping[str, ModelFormat] | None = None, alias: str = DEFAULT_ALIAS) -> None:
+                 formats: Mapping[str, ModelFormat] | None = None, alias: str = DEFAULT_ALIAS,
+                 http: HttpBudget | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.model_name = model_name
         self.artifact_root = artifact_root
         self.formats = dict(formats or {})
         self.alias = alias
-        self._client: MlflowClient | None = None
+        self.http = http or HttpBudget()
+        self._client: Any = None  # MlflowClient, or the budgeted wrapper of one
+
+    @property
+    def remote(self) -> bool:
+        """A tracking server (HTTP), as opposed to a local sqlite/file store."""
+        return self.tracking_uri.startswith(("http://", "https://"))
 
     @property
     def client(self) -> MlflowClient:
+        """The MLflow client, built on first use with this registry's HTTP budget applied."""
         if self._client is None:
             from mlflow import MlflowClient  # lazy: mlflow import costs seconds
 
+            configure_mlflow(self.http)
             if self.tracking_uri.startswith("sqlite:///"):
                 Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            # A local store's transient errors (a sqlite lock) stay transient: the step's retries ride them out.
+            self._client = _BudgetedClient(client, self.tracking_uri, self.http) if self.remote else client
         return self._client
 
     def _experiment_id(self) -> str:
@@ -123,7 +242,7 @@ class ModelRegistry:
         if found is not None:
             return found.experiment_id
         location = None  # a tracking server chooses (and proxies) its own artifact store
-        if self.artifact_root and not self.tracking_uri.startswith(("http://", "https://")):
+        if self.artifact_root and not self.remote:
             location = self.artifact_root if "://" in self.artifact_root else Path(self.artifact_root).as_uri()
         return self.client.create_experiment(EXPERIMENT, artifact_location=location)
 
