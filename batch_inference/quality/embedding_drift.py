@@ -230,10 +230,10 @@ def drift_check(p: Any, reference: dict[str, Any], store: Any, date: str, thresh
         min_rows=int(getattr(thresholds, "min_rows", EmbeddingDriftThresholds.min_rows)),
         psi_warn=float(getattr(thresholds, "psi_warn", EmbeddingDriftThresholds.psi_warn)),
         psi_alert=float(getattr(thresholds, "psi_alert", EmbeddingDriftThresholds.psi_alert)))
-    embeddings = store.read(p.predictions_asset, date, ["record_id", embedding_column])
+    embeddings = store.read(p.spec.scoring.asset, date, ["record_id", embedding_column])
     features = None
-    if length_column and length_column in store.parquet_file(p.features_asset, date).schema_arrow.names:
-        features = store.read(p.features_asset, date, ["record_id", length_column])
+    if length_column and length_column in store.parquet_file(p.spec.features.asset, date).schema_arrow.names:
+        features = store.read(p.spec.features.asset, date, ["record_id", length_column])
     report = compare_tables(reference, embeddings, features, t, embedding_column=embedding_column,
                             length_column=length_column or "length")
     table: Any = report.as_markdown()
