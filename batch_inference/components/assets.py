@@ -20,6 +20,7 @@ from batch_inference.components.gate import require_published_checks
 from batch_inference.components.metadata import column_schema
 from batch_inference.components.pipeline import LEDGER, QUARANTINE, Pipeline
 from batch_inference.components.scoring import score_days
+from batch_inference.failures import RUNBOOKS
 from batch_inference.ingest import read_landing_file, screen_rows
 from batch_inference.observability import (
     freshness_lag_seconds,
@@ -71,7 +72,7 @@ def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
         started = time.perf_counter()
         fs, root = lake.landing()
         path = lake.landing_path(p.spec.input.landing_entity, date)
-        with classified_errors("docs/runbooks/F2.md"):  # a bad file fails here, before anything is written
+        with classified_errors(RUNBOOKS["F2"]):  # a bad file fails here, before anything is written
             table = read_landing_file(fs, path, p.arrow_schema, root=root)
         valid, rejected = screen_rows(table, p.rules, stage=p.spec.input.asset, key=p.spec.input.key,
                                       event_time=p.spec.input.event_time, date=date,

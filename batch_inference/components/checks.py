@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from batch_inference.components.pipeline import QUARANTINE, Pipeline
+from batch_inference.failures import runbook_for_check
 from batch_inference.ingest import read_landing_ids
 from batch_inference.observability import push_check_metrics
 from batch_inference.plugins.loading import load_object
@@ -31,8 +32,6 @@ from batch_inference.tracing import span
 from batch_inference.validation import validate_partition_key
 
 SCHEMA, COMPLETENESS, DRIFT, MODEL_VERSION = "schema", "completeness", "drift", "model_version"
-RUNBOOKS = {SCHEMA: "docs/runbooks/F2.md", COMPLETENESS: "docs/runbooks/F2.md", DRIFT: "docs/runbooks/F5.md",
-            MODEL_VERSION: "docs/runbooks/F4.md"}
 
 
 def check_name(p: Pipeline, asset: str, kind: str) -> str:
@@ -50,7 +49,7 @@ def _schema_result(schema, table: pa.Table) -> dg.AssetCheckResult:
                 "failing_columns": ", ".join(report.failing_columns) or "none"}
     if not report.passed:
         metadata["failure_sample"] = dg.MetadataValue.md(report.failure_sample.to_markdown(index=False))
-        metadata["runbook"] = RUNBOOKS[SCHEMA]
+        metadata["runbook"] = runbook_for_check(SCHEMA)
     return dg.AssetCheckResult(passed=report.passed, metadata=metadata)
 
 
@@ -130,7 +129,7 @@ def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckRe
         "unexpected_ids": report.unexpected_ids, "unaccounted_ids": report.unaccounted_ids, **by_stage,
     }
     if not report.passed:
-        metadata["runbook"] = RUNBOOKS[COMPLETENESS]
+        metadata["runbook"] = runbook_for_check(COMPLETENESS)
     return dg.AssetCheckResult(passed=report.passed, metadata=metadata)
 
 
@@ -187,7 +186,7 @@ def _drift(p: Pipeline, date: str, lake: LakeResource, model_registry: ModelRegi
         status, metadata = distribution_drift(p, loaded.reference, store, date, thresholds, drift_features)
     metadata = {"status": status, "reference_model_version": loaded.ref.version, **metadata}
     if status in (WARN, ALERT):
-        metadata["runbook"] = RUNBOOKS[DRIFT]
+        metadata["runbook"] = runbook_for_check(DRIFT)
     return dg.AssetCheckResult(
         passed=status not in (WARN, ALERT),
         severity=dg.AssetCheckSeverity.ERROR if status == ALERT else dg.AssetCheckSeverity.WARN,
@@ -209,7 +208,7 @@ def _model_version(p: Pipeline, date: str, context, lake: LakeResource,
     metadata = {"expected_model_version": str(expected), "found_model_versions": ", ".join(found) or "none",
                 "champion_now": champion.version if champion else "none"}
     if not passed:
-        metadata["runbook"] = RUNBOOKS[MODEL_VERSION]
+        metadata["runbook"] = runbook_for_check(MODEL_VERSION)
     return dg.AssetCheckResult(passed=passed, metadata=metadata)
 
 

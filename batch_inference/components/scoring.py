@@ -16,6 +16,7 @@ import pyarrow as pa
 from batch_inference import ledger
 from batch_inference.components.errors import classified_errors
 from batch_inference.components.pipeline import LEDGER, QUARANTINE, Pipeline
+from batch_inference.failures import RUNBOOKS
 from batch_inference.ingest import QUARANTINE_SCHEMA
 from batch_inference.lake import Lake
 from batch_inference.ledger import LedgerEntry
@@ -47,7 +48,7 @@ def open_session(p: Pipeline, config, model_registry, observability) -> ScoringS
     from batch_inference.inference.engine import EngineConfig, InferenceEngine
     from batch_inference.modeling.registry import UntrustedModelError
 
-    with classified_errors("docs/runbooks/F4.md"), span("model_load", model=p.spec.registered_model.registered_name, alias=p.spec.registered_model.alias):
+    with classified_errors(RUNBOOKS["F4"]), span("model_load", model=p.spec.registered_model.registered_name, alias=p.spec.registered_model.alias):
         registry = p.registry(model_registry)
         try:
             loaded = registry.load(registry.require_champion())
