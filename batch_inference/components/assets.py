@@ -106,7 +106,7 @@ def build_features_asset(p: Pipeline) -> dg.AssetsDefinition:
         kinds={"duckdb", "parquet"} if p.spec.features.sql else {"python", "parquet"}, group_name=p.group,
         code_version="2", metadata=column_schema(p.features_schema), backfill_policy=p.backfill_policy,
         retry_policy=TRANSIENT_RETRIES,
-        description=f"Model features of `{p.input_key.to_user_string()}`, keyed by record_id"
+        description=f"Model features of `{p.input_key.to_user_string()}`, keyed by {p.row_key}"
         + (f" (SQL: {p.spec.features.sql})." if p.spec.features.sql else f" ({p.spec.features.callable})."),
     )
     def _features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
@@ -165,7 +165,8 @@ def build_model_asset(p: Pipeline) -> dg.AssetsDefinition | dg.AssetSpec:
         features = pa.concat_tables(store.read(p.spec.features.asset, d) for d in window) if window else None
         registry = p.registry(model_registry)
         with tempfile.TemporaryDirectory(prefix=f"bi-build-{p.name}-") as tmp:
-            request = TrainingRequest(features, window, {**p.spec.registered_model.params, **config.params}, Path(tmp))
+            request = TrainingRequest(features, window, {**p.spec.registered_model.params, **config.params},
+                                      Path(tmp), key=p.row_key)
             with classified_errors():
                 artifact = p.builder(request)
                 ref = registry.register(artifact)

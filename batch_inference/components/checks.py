@@ -121,7 +121,7 @@ def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckRe
     else:
         upstream = lake.lake(p.upstream_key.path[0])
         landing = upstream.read(p.upstream_key.path[-1], date, [p.spec.input.key]).column(p.spec.input.key).cast(pa.string())
-    report = check_completeness(landing, store.read(p.spec.scoring.asset, date, ["record_id"]).column("record_id"),
+    report = check_completeness(landing, store.read(p.spec.scoring.asset, date, [p.row_key]).column(p.row_key),
                                 pa.concat_arrays(quarantined))
     metadata = {
         "landing_rows": report.landing_rows, "scored_rows": report.scored_rows,

@@ -59,7 +59,7 @@ def open_session(p: Pipeline, config, model_registry, observability) -> ScoringS
     read_rows = config.read_batch_rows or p.spec.scoring.read_batch_rows
     engine = InferenceEngine(loaded.model, adapter, p.head, EngineConfig(
         device=config.device or p.spec.scoring.device, read_batch_rows=read_rows,
-        forward_rows=config.forward_rows or p.spec.scoring.forward_rows))
+        forward_rows=config.forward_rows or p.spec.scoring.forward_rows), key=p.row_key)
     return ScoringSession(loaded, engine, read_rows, config.checkpoint_rows or p.spec.scoring.checkpoint_rows)
 
 
