@@ -41,6 +41,7 @@ class Settings:
     demo_pipelines: tuple[str, ...] = ()  # empty: every pipeline
     demo_rows_per_day: int | None = None  # DEMO_ROWS_PER_DAY
     demo_rows_by_pipeline: Mapping[str, int] = field(default_factory=dict)  # DEMO_ROWS_<PIPELINE>
+    bench: Mapping[str, str] = field(default_factory=dict)  # BENCH_<KNOB> of the benchmarks, by KNOB
 
     @property
     def dagster_home(self) -> Path:
@@ -75,6 +76,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         demo_rows_per_day=_int(env, "DEMO_ROWS_PER_DAY"),
         demo_rows_by_pipeline={k.removeprefix("DEMO_ROWS_").lower(): int(v) for k, v in env.items()
                                if k.startswith("DEMO_ROWS_") and k != "DEMO_ROWS_PER_DAY" and v},
+        bench={k.removeprefix("BENCH_"): v for k, v in env.items() if k.startswith("BENCH_") and v},
     )
 
 
