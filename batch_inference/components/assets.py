@@ -59,7 +59,8 @@ def quarantine_part(stage: str) -> str:
 
 def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
     @dg.asset(
-        key=p.key(p.spec.input.asset), partitions_def=p.partitions_def, kinds={"parquet", "pandas"}, group_name=p.group,
+        key=p.key(p.spec.input.asset), partitions_def=p.partitions_def, kinds={"parquet", "pandas"},
+        group_name=p.group,
         code_version="2", metadata=column_schema(p.rules), retry_policy=TRANSIENT_RETRIES,
         backfill_policy=p.backfill_policy,
         description=f"One day of `{p.spec.input.landing_entity}` landing files, typed strictly; rows that break the "
@@ -140,16 +141,17 @@ class ModelBuildConfig(dg.Config):
 
 def build_model_asset(p: Pipeline) -> dg.AssetsDefinition | dg.AssetSpec:
     """The registered model. Without a builder it is an external asset: versions come from outside."""
+    alias, model_name = p.spec.registered_model.alias, p.spec.registered_model.registered_name
     if p.spec.registered_model.builder is None:
         return dg.AssetSpec(p.key("model"), group_name=p.group, kinds={"mlflow"},
-                            description=f"MLflow registered model `{p.spec.registered_model.registered_name}`, alias `{p.spec.registered_model.alias}`; "
+                            description=f"MLflow registered model `{model_name}`, alias `{alias}`; "
                             "versions are registered from outside the platform.")
 
     @dg.asset(
         key=p.key("model"), deps=[p.key(p.spec.features.asset)], kinds={"mlflow", "pytorch"}, group_name=p.group,
         code_version="2", retry_policy=TRANSIENT_RETRIES,
-        description=f"Built by {p.spec.registered_model.builder}, registered in MLflow as `{p.spec.registered_model.registered_name}`; the "
-        f"`{p.spec.registered_model.alias}` alias moves to it only when it beats the current one on held-out data.",
+        description=f"Built by {p.spec.registered_model.builder}, registered in MLflow as `{model_name}`; the "
+        f"`{alias}` alias moves to it only when it beats the current one on held-out data.",
     )
     def _model(context: dg.AssetExecutionContext, config: ModelBuildConfig, lake: LakeResource,
                model_registry: ModelRegistryResource) -> dg.MaterializeResult:
@@ -178,7 +180,7 @@ def build_model_asset(p: Pipeline) -> dg.AssetsDefinition | dg.AssetSpec:
                     try:
                         champion_score = artifact.evaluate(registry.load(champion).artifact)
                     except Exception as exc:  # an unusable champion is replaced by a good candidate
-                        context.log.warning(f"current {p.spec.registered_model.alias} v{champion.version} could not be "
+                        context.log.warning(f"current {alias} v{champion.version} could not be "
                                             f"evaluated: {exc}")
                         champion_score = float("-inf")
         policy = config.promote or p.spec.registered_model.promote
@@ -188,7 +190,7 @@ def build_model_asset(p: Pipeline) -> dg.AssetsDefinition | dg.AssetSpec:
             new_score is not None and (champion_score is None or new_score > champion_score))))
         if promote:
             registry.set_champion(ref.version)
-            context.log.info(f"{p.spec.registered_model.alias} -> {ref.name} v{ref.version}"
+            context.log.info(f"{alias} -> {ref.name} v{ref.version}"
                              + (f" (held-out score {new_score:.4f})" if new_score is not None else ""))
         metadata = {
             "model_name": ref.name, "model_version": ref.version, "promoted": promote,
@@ -217,6 +219,7 @@ class ScoringConfig(dg.Config):
 
 
 def build_predictions_asset(p: Pipeline) -> dg.AssetsDefinition:
+    alias, model_name = p.spec.registered_model.alias, p.spec.registered_model.registered_name
     @dg.asset(
         key=p.key(p.spec.scoring.asset), partitions_def=p.partitions_def,
         deps=[p.key(p.spec.features.asset), p.key("model")], kinds={"pytorch", "parquet"}, group_name=p.group,
@@ -225,7 +228,7 @@ def build_predictions_asset(p: Pipeline) -> dg.AssetsDefinition:
         retry_policy=TRANSIENT_RETRIES, metadata=column_schema(p.predictions_schema),
         backfill_policy=p.backfill_policy,
         description=f"{p.spec.description or p.name}: every record of the day scored by the version the MLflow "
-        f"alias `{p.spec.registered_model.alias}` of `{p.spec.registered_model.registered_name}` names at run time, with provenance. Checkpointed: a "
+        f"alias `{alias}` of `{model_name}` names at run time, with provenance. Checkpointed: a "
         "rerun after a crash resumes from the last committed chunk.",
     )
     def _predictions(context: dg.AssetExecutionContext, config: ScoringConfig, lake: LakeResource,

@@ -25,6 +25,7 @@ def default_status() -> dg.DefaultSensorStatus:
 
 
 def build_jobs(p: Pipeline) -> dict:
+    alias = p.spec.registered_model.alias
     k = p.key
     daily = [p.input_key, k(p.spec.features.asset), k(p.spec.scoring.asset), k(p.spec.serving.asset)]
     if p.upstream_key is not None:
@@ -34,7 +35,7 @@ def build_jobs(p: Pipeline) -> dict:
         "ingest": dg.define_asset_job(f"{p.name}_ingest_day", selection=daily[:-2], tags=tags,
                                       description=f"{p.name}: land, validate and featurise one day."),
         "score": dg.define_asset_job(f"{p.name}_score_day", selection=daily[-2:], tags=tags,
-                                     description=f"{p.name}: score one day with `{p.spec.registered_model.alias}` and publish it."),
+                                     description=f"{p.name}: score one day with `{alias}` and publish it."),
         "daily": dg.define_asset_job(f"{p.name}_daily_pipeline", selection=daily, tags=tags,
                                      description=f"{p.name}: everything for one day: land, featurise, score, "
                                      "publish."),
@@ -70,21 +71,23 @@ def build_landing_sensor(p: Pipeline, job) -> dg.SensorDefinition:
 
 
 def build_champion_sensor(p: Pipeline, job) -> dg.SensorDefinition:
+    alias, model_name = p.spec.registered_model.alias, p.spec.registered_model.registered_name
+
     @dg.sensor(name=f"{p.name}_champion_sensor", job=job, default_status=default_status(),
                minimum_interval_seconds=30,
-               description=f"When the MLflow alias `{p.spec.registered_model.alias}` of `{p.spec.registered_model.registered_name}` moves, re-scores the "
+               description=f"When the MLflow alias `{alias}` of `{model_name}` moves, re-scores the "
                f"recent {p.name} partitions another version produced: one canary partition first, the rest only "
                "if its run and checks passed.")
     def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource, model_registry: ModelRegistryResource):
         state = json.loads(context.cursor or "{}")
         champion = p.registry(model_registry).champion()
         if champion is None:
-            return dg.SkipReason(f"no `{p.spec.registered_model.alias}` alias on `{p.spec.registered_model.registered_name}` yet")
+            return dg.SkipReason(f"no `{alias}` alias on `{model_name}` yet")
         version = champion.version
         if state.get("version") != version:
             window = p.partitions_def.get_partition_keys()[-p.spec.automation.rescore_window_days:]
             stale = stale_partitions(p.lake(lake), p.spec.scoring.asset, window, version)
-            context.log.info(f"{p.spec.registered_model.alias} is v{version} (was {state.get('version') or 'unknown'}): "
+            context.log.info(f"{alias} is v{version} (was {state.get('version') or 'unknown'}): "
                              f"{len(stale)} partition(s) in the last {len(window)} days scored by another version")
             if not stale:
                 return dg.SensorResult(cursor=json.dumps({"version": version, "phase": "done"}))
@@ -96,7 +99,7 @@ def build_champion_sensor(p: Pipeline, job) -> dg.SensorDefinition:
             cursor = {"version": version, "phase": "canary", "canary": canary, "rest": stale[:-1]}
             return dg.SensorResult(run_requests=[request], cursor=json.dumps(cursor))
         if state.get("phase") != "canary":
-            return dg.SkipReason(f"{p.spec.registered_model.alias} v{version} unchanged; nothing to re-score ({state.get('phase')})")
+            return dg.SkipReason(f"{alias} v{version} unchanged; nothing to re-score ({state.get('phase')})")
         runs = context.instance.get_runs(
             filters=dg.RunsFilter(tags={CANARY_TAG: f"{p.name}-v{version}-{state['canary']}"}), limit=1)
         if not runs or not runs[0].is_finished:

@@ -120,7 +120,8 @@ def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckRe
         landing = read_landing_ids(fs, lake.landing_path(p.spec.input.landing_entity, date), p.spec.input.key)
     else:
         upstream = lake.lake(p.upstream_key.path[0])
-        landing = upstream.read(p.upstream_key.path[-1], date, [p.spec.input.key]).column(p.spec.input.key).cast(pa.string())
+        key = p.spec.input.key
+        landing = upstream.read(p.upstream_key.path[-1], date, [key]).column(key).cast(pa.string())
     report = check_completeness(landing, store.read(p.spec.scoring.asset, date, [p.row_key]).column(p.row_key),
                                 pa.concat_arrays(quarantined))
     metadata = {
@@ -226,7 +227,8 @@ def build_checks(p: Pipeline) -> list[dg.AssetChecksDefinition]:
         COMPLETENESS: "Every landing row is scored or quarantined, none twice; counts per stage in metadata.",
         DRIFT: "Drift of the outputs and the most important inputs against the reference recorded with the "
                "model version; ERROR above the alert threshold, WARN above warn, passes below a minimum sample.",
-        MODEL_VERSION: f"Every row was scored by the version `{p.spec.registered_model.alias}` named when the run started.",
+        MODEL_VERSION: f"Every row was scored by the version `{p.spec.registered_model.alias}` named when the run "
+        "started.",
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)

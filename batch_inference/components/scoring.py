@@ -45,10 +45,11 @@ class ScoringSession:
 
 def open_session(p: Pipeline, config, model_registry, observability) -> ScoringSession:
     """Resolve the alias, verify and load the version (its own trace span), build the engine."""
+    alias, model_name = p.spec.registered_model.alias, p.spec.registered_model.registered_name
     from batch_inference.inference.engine import EngineConfig, InferenceEngine
     from batch_inference.modeling.registry import UntrustedModelError
 
-    with classified_errors(RUNBOOKS["F4"]), span("model_load", model=p.spec.registered_model.registered_name, alias=p.spec.registered_model.alias):
+    with classified_errors(RUNBOOKS["F4"]), span("model_load", model=model_name, alias=alias):
         registry = p.registry(model_registry)
         try:
             loaded = registry.load(registry.require_champion())
@@ -88,7 +89,8 @@ def _push_quietly(push, *args, **kwargs) -> None:
 def _push_failure(p: Pipeline, observability, values: dict) -> None:
     if observability.pushgateway_url:
         with contextlib.suppress(OSError):  # metrics never fail a run; its own failure is what matters
-            push_metrics(observability.pushgateway_url, p.spec.scoring.asset, values, status="failure", pipeline=p.name)
+            push_metrics(observability.pushgateway_url, p.spec.scoring.asset, values, status="failure",
+                         pipeline=p.name)
 
 
 def _score_day(p: Pipeline, date: str, session: ScoringSession, context, lake, model_registry, observability,
