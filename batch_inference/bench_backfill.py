@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from batch_inference.devserver import LAUNCH_BACKFILL, dagster_dev, graphql
+from batch_inference.settings import environment_copy, load_bench_backfill_settings
 
 
 def _days(count: int) -> list[str]:
@@ -33,15 +34,15 @@ def _days(count: int) -> list[str]:
 
 def daily_assets(info) -> list[str]:
     """The pipeline's daily assets, in graph order: input, features, predictions, serving."""
-    return [info.asset("input", "input"), info.asset("features", "features"),
-            info.asset("scoring", "predictions"), info.asset("serving", "serving_predictions")]
+    spec = info.spec
+    return [spec.input.asset, spec.features.asset, spec.scoring.asset, spec.serving.asset]
 
 
 def _env(home: Path, work: Path) -> dict[str, str]:
     """A data root of its own (`work`) over the shared landing files and MLflow registry."""
-    return {**os.environ, "BATCH_INFERENCE_HOME": str(work), "BATCH_INFERENCE_LANDING_URI": str(home / "landing"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
-            "BATCH_INFERENCE_MLFLOW_ARTIFACTS": str(home / "mlflow" / "artifacts")}
+    return environment_copy(BATCH_INFERENCE_HOME=str(work), BATCH_INFERENCE_LANDING_URI=str(home / "landing"),
+                            MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+                            BATCH_INFERENCE_MLFLOW_ARTIFACTS=str(home / "mlflow" / "artifacts"))
 
 
 def prepare(home: Path, info, days: list[str], rows: int) -> None:
@@ -50,7 +51,7 @@ def prepare(home: Path, info, days: list[str], rows: int) -> None:
 
     landing = home / "landing"
     for day in days:
-        if not (landing / f"{info.landing_entity}_{day}.parquet").exists():
+        if not (landing / f"{info.spec.input.landing_entity}_{day}.parquet").exists():
             write_landing_file(day, rows, landing, pipeline=info.name)
     marker = home / f".champion-{info.name}"
     if marker.exists():
@@ -122,8 +123,7 @@ def run_strategy(name: str, per_run: int, home: Path, info, days: list[str]) -> 
         answer = graphql(server.port, LAUNCH_BACKFILL, {"params": params})["data"]["launchPartitionBackfill"]
         if answer["__typename"] != "LaunchBackfillSuccess":
             raise RuntimeError(f"backfill not launched: {answer}")
-        os.environ["DAGSTER_HOME"] = str(dagster_home)
-        with dg.DagsterInstance.get() as instance:
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
             backfill_id = answer["backfillId"]
             while instance.get_backfill(backfill_id).status == BulkActionStatus.REQUESTED:
                 time.sleep(2)
@@ -147,14 +147,12 @@ def run_strategy(name: str, per_run: int, home: Path, info, days: list[str]) -> 
 def main() -> int:
     from batch_inference.pipelines import discover
 
+    bench = load_bench_backfill_settings()
     pipelines = discover()
-    name = os.environ.get("BENCH_BACKFILL_PIPELINE") or next(n for n, i in sorted(pipelines.items()) if i.generator)
+    name = bench.pipeline or next(n for n, i in sorted(pipelines.items()) if i.spec.input.generator)
     info = pipelines[name]
-    home = Path(os.environ.get("BENCH_BACKFILL_HOME", "bench_backfill_home")).resolve()
-    days = _days(int(os.environ.get("BENCH_BACKFILL_DAYS", "365")))
-    rows = int(os.environ.get("BENCH_BACKFILL_ROWS", "20000"))
-    ranged_n = int(os.environ.get("BENCH_BACKFILL_N", "30"))
-    strategies = os.environ.get("BENCH_BACKFILL_STRATEGIES", "ranged,per_partition").split(",")
+    home, rows, ranged_n, strategies = bench.home, bench.rows, bench.partitions_per_run, bench.strategies
+    days = _days(bench.days)
     home.mkdir(parents=True, exist_ok=True)
     prepare(home, info, days, rows)
     results = {}

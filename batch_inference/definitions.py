@@ -7,7 +7,6 @@ batch_inference.definitions` load). Each pipeline is one `BatchScoring` instance
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -27,10 +26,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 def environment() -> str:
     """`local` (the embedded default) or `prod` (Kubernetes, S3, Postgres, MLflow server)."""
-    env = os.environ.get("BATCH_INFERENCE_ENV", "local")
-    if env not in ("local", "prod"):
-        raise ValueError(f"BATCH_INFERENCE_ENV must be 'local' or 'prod', not {env!r}")
-    return env
+    return load_settings().environment
 
 
 def build_resources(settings: Settings | None = None, env: str = "local") -> dict[str, dg.ConfigurableResource]:
@@ -41,18 +37,18 @@ def build_resources(settings: Settings | None = None, env: str = "local") -> dic
     is read from the environment at run time (`dg.EnvVar`), so no value or secret sits in code, in
     the run config or in the UI.
     """
+    settings = settings or load_settings()
     if env == "prod":
         return {
             "lake": LakeResource(lake_uri=dg.EnvVar("BATCH_INFERENCE_LAKE_URI"),
                                  landing_uri=dg.EnvVar("BATCH_INFERENCE_LANDING_URI")),
             # With the lake on S3 the published Parquet objects are the serving table; no views file.
-            "warehouse": WarehouseResource(views_sql=os.environ.get("BATCH_INFERENCE_WAREHOUSE_SQL", "")),
+            "warehouse": WarehouseResource(views_sql=settings.warehouse_sql_env),
             "model_registry": ModelRegistryResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
             "quality": QualityResource(),
-            "observability": ObservabilityResource(pushgateway_url=os.environ.get("BATCH_INFERENCE_PUSHGATEWAY_URL", "")),
+            "observability": ObservabilityResource(pushgateway_url=settings.pushgateway_url),
             "s3": S3Resource(),  # credentials, region and endpoint from the standard AWS variables
         }
-    settings = settings or load_settings()
     return {
         "lake": LakeResource(lake_uri=settings.lake_uri, landing_uri=settings.landing_uri),
         "quality": QualityResource(),

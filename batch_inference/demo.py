@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from batch_inference.pipelines import PipelineInfo, discover, write_landing_file
+from batch_inference.components.pipeline import Pipeline
+from batch_inference.pipelines import discover, write_landing_file
 from batch_inference.settings import Settings, load_settings
 
 
@@ -27,22 +28,20 @@ def demo_days(count: int, today: dt.date | None = None) -> list[str]:
 
 def prepare_dagster_home(settings: Settings) -> Path:
     """Use DAGSTER_HOME if set, else the data root's; give it the project's dagster.yaml."""
-    home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
+    home = Path(settings.dagster_home_env or settings.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home)  # for the dagster instance this process opens
     template = Path(__file__).resolve().parent.parent / "dagster.yaml"
     if not (home / "dagster.yaml").exists() and template.exists():
         shutil.copy(template, home / "dagster.yaml")
     return home
 
 
-def rows_per_day(info: PipelineInfo) -> int:
+def rows_per_day(info: Pipeline, settings: Settings) -> int:
     """DEMO_ROWS_<PIPELINE> (the name upper-cased), else the pipeline's `demo_rows_per_day`, else
     DEMO_ROWS_PER_DAY, else 100000."""
-    specific = os.environ.get(f"DEMO_ROWS_{info.name.upper()}")
-    if specific:
-        return int(specific)
-    return int(info.attributes.get("demo_rows_per_day") or os.environ.get("DEMO_ROWS_PER_DAY", "100000"))
+    return (settings.demo_rows_by_pipeline.get(info.name) or info.spec.demo_rows_per_day
+            or settings.demo_rows_per_day or 100_000)
 
 
 def check_status(evaluations) -> str:
@@ -59,13 +58,13 @@ def check_status(evaluations) -> str:
     return text
 
 
-def summary(settings: Settings, info: PipelineInfo, checks: dict[str, str]) -> str:
+def summary(settings: Settings, info: Pipeline, checks: dict[str, str]) -> str:
     """A per-day table: what landed, what was scored and quarantined, by which model, the checks."""
     from batch_inference import serving
     from batch_inference.validation import validate_identifier
 
     pipeline = validate_identifier(info.name)  # identifiers in the SQL below are validated names
-    serving_asset = validate_identifier(info.asset("serving", "serving_predictions"))
+    serving_asset = validate_identifier(info.spec.serving.asset)
     lines = [f"{pipeline}", f"  {'date':<12}{'landed':>9}{'scored':>9}{'quarant.':>9}  {'model':<26}checks"]
     con = serving.connect(settings.lake_uri)
     try:
@@ -89,12 +88,12 @@ def _has_view(con, schema: str, name: str) -> bool:
                             [schema, name]).fetchall())
 
 
-def run_pipeline(defs, instance, info: PipelineInfo, days: list[str], settings: Settings) -> tuple[dict, int, float]:
+def run_pipeline(defs, instance, info: Pipeline, days: list[str], settings: Settings) -> tuple[dict, int, float]:
     """Land, ingest, build the model, score and publish `days` of one pipeline."""
-    rows = rows_per_day(info)
+    rows = rows_per_day(info, settings)
     landing = Path(settings.landing_uri)
     for day in days:
-        if not (landing / f"{info.landing_entity}_{day}.parquet").exists():
+        if not (landing / f"{info.spec.input.landing_entity}_{day}.parquet").exists():
             write_landing_file(day, rows, landing, pipeline=info.name)
     name = info.name
     ingest, train, score = (defs.resolve_job_def(f"{name}_{j}") for j in ("ingest_day", "train_model", "score_day"))
@@ -115,10 +114,10 @@ def run_pipeline(defs, instance, info: PipelineInfo, days: list[str], settings: 
 def main() -> int:
     started = time.perf_counter()
     settings = load_settings()
-    days_count = int(os.environ.get("DEMO_DAYS", "7"))
+    days_count = settings.demo_days
     home = prepare_dagster_home(settings)
     days = demo_days(days_count)
-    only = [p for p in os.environ.get("DEMO_PIPELINES", "").split(",") if p]
+    only = settings.demo_pipelines
     pipelines = [info for name, info in discover().items() if not only or name in only]
     print(f"batch_inference demo: {days_count} days of {', '.join(p.name for p in pipelines)}; "
           f"data root {settings.home}")

@@ -53,6 +53,31 @@ S3_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "Throttle
                       "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"}
 
 
+# The runbook of each failure mode (docs/runbooks/README.md): the one table of runbooks.
+RUNBOOKS = {
+    "F1": "docs/runbooks/F1.md",  # late / missed partition
+    "F2": "docs/runbooks/F2.md",  # bad input, quarantine, failed blocking checks
+    "F3": "docs/runbooks/F3.md",  # stragglers, slow or idle scoring
+    "F4": "docs/runbooks/F4.md",  # model / artifact problems
+    "F5": "docs/runbooks/F5.md",  # drift ERROR
+    "F6": "docs/runbooks/F6.md",  # storage / access errors
+    "F7": "docs/runbooks/F7.md",  # resource exhaustion, stuck run
+    "SLO": "docs/runbooks/SLO.md",  # success-rate SLO, alert path
+}
+# The failure mode of each kind of check (a check is named `<asset>_<kind>`).
+CHECK_FAILURE_MODES = {"schema": "F2", "completeness": "F2", "drift": "F5", "model_version": "F4"}
+
+
+def check_failure_mode(check_name: str) -> str:
+    """The failure mode of a check, by the kind its name ends with (`schema`'s, F2, if none)."""
+    return next((mode for kind, mode in CHECK_FAILURE_MODES.items() if check_name.endswith(kind)), "F2")
+
+
+def runbook_for_check(check_name: str) -> str:
+    """The runbook (repository path) of a failed check, e.g. `predictions_drift` -> docs/runbooks/F5.md."""
+    return RUNBOOKS[check_failure_mode(check_name)]
+
+
 class CorruptArtifactError(ValueError):
     """A model artifact whose digest matched but which does not parse: retrying cannot fix it."""
 

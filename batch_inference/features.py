@@ -23,8 +23,9 @@ def run_feature_sql(sql: str, table: pa.Table) -> pa.Table:
         con.close()
 
 
-def sql_features(sql: str) -> FeatureFn:
-    """A feature function from SQL text (read once, when the pipeline is built)."""
-    if "record_id" not in sql:
-        raise ValueError("feature SQL must select record_id (the key every stage carries)")
+def sql_features(sql: str, key: str = "record_id") -> FeatureFn:
+    """A feature function from SQL text (read once, when the pipeline is built) that must select
+    the row key column `key` (the key every later stage carries)."""
+    if key not in sql:
+        raise ValueError(f"feature SQL must select {key} (the key every stage carries)")
     return lambda table: run_feature_sql(sql, table)

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from batch_inference.settings import load_settings
 from batch_inference.validation import InvalidNameError, validate_identifier, validate_partition_key
 
 PART_NAME = "part-0.parquet"
@@ -37,7 +38,7 @@ def crash_point(name: str) -> None:
 
     Set BATCH_INFERENCE_CRASH_AT=<name> (tests only); a no-op otherwise.
     """
-    if os.environ.get("BATCH_INFERENCE_CRASH_AT") == name:
+    if load_settings().crash_at == name:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -58,9 +59,9 @@ def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
     """Return a pyarrow filesystem and the path inside it for a local path or `s3://` URI."""
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        kwargs: dict = {"region": region}
+        settings = load_settings()
+        endpoint = settings.s3_endpoint
+        kwargs: dict = {"region": settings.aws_region}
         if endpoint:
             url = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
             kwargs["endpoint_override"] = url.netloc

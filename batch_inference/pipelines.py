@@ -1,57 +1,49 @@
-"""The pipelines declared in the defs folder, read from their YAML without loading Dagster.
+"""The pipelines declared in the defs folder, for the tools outside Dagster's code location.
 
-For the tools outside Dagster (the CLI, the demo, the benchmark): which pipelines exist, their
-landing entity and their data generator.
+The CLI, the demo and the benchmarks read each `defs.yaml` document into the same model the
+component loads (`BatchScoring`), so they see the same fields and the same defaults, and get a
+`Pipeline` (spec + folder) as the asset builders do.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
+
+from batch_inference.components.pipeline import Pipeline
 
 DEFS_ROOT = Path(__file__).resolve().parent / "defs"
 
 
-@dataclass(frozen=True)
-class PipelineInfo:
-    name: str
-    folder: Path
-    attributes: dict
-
-    @property
-    def landing_entity(self) -> str:
-        inp = self.attributes.get("input", {})
-        return inp.get("landing_entity") or inp.get("asset", "input")
-
-    @property
-    def generator(self) -> str | None:
-        return self.attributes.get("input", {}).get("generator")
-
-    @property
-    def model_name(self) -> str:
-        return self.attributes["registered_model"]["registered_name"]
-
-    def asset(self, section: str, default: str) -> str:
-        return self.attributes.get(section, {}).get("asset", default)
+class PipelineYamlError(ValueError):
+    """A `defs.yaml` document that is not a valid `BatchScoring` instance."""
 
 
-def discover(root: Path = DEFS_ROOT) -> dict[str, PipelineInfo]:
+def discover(root: Path = DEFS_ROOT) -> dict[str, Pipeline]:
     """Every `BatchScoring` instance under `root`, by pipeline name (documents split by `---`)."""
-    found: dict[str, PipelineInfo] = {}
+    from batch_inference.components.batch_scoring import BatchScoring
+
+    found: dict[str, Pipeline] = {}
     for path in sorted(root.rglob("defs.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
             if not document or not str(document.get("type", "")).endswith("BatchScoring"):
                 continue
-            attributes = document.get("attributes", {})
-            found[attributes["name"]] = PipelineInfo(attributes["name"], path.parent, attributes)
+            try:
+                spec = BatchScoring.model_validate(document.get("attributes") or {})
+            except ValidationError as exc:
+                raise PipelineYamlError(f"{path}: invalid BatchScoring attributes: {exc}") from None
+            if spec.name in found:
+                raise PipelineYamlError(f"{path}: pipeline name {spec.name!r} is also declared in "
+                                        f"{found[spec.name].root / 'defs.yaml'}")
+            found[spec.name] = Pipeline(spec, path.parent)
     return found
 
 
 def default_pipeline() -> str:
     """The first pipeline (by name) whose YAML names a data generator: what the CLI uses by default."""
-    return next(name for name, info in sorted(discover().items()) if info.generator)
+    return next(name for name, p in sorted(discover().items()) if p.spec.input.generator)
 
 
 def write_landing_file(date: str, rows: int, landing_dir: Path, pipeline: str | None = None, **options) -> Path:
@@ -59,7 +51,7 @@ def write_landing_file(date: str, rows: int, landing_dir: Path, pipeline: str | 
     from batch_inference.plugins.loading import load_object
 
     pipeline = pipeline or default_pipeline()
-    info = discover().get(pipeline)
-    if info is None or not info.generator:
+    found = discover().get(pipeline)
+    if found is None or not found.spec.input.generator:
         raise ValueError(f"pipeline {pipeline!r} has no data generator (known: {', '.join(discover())})")
-    return load_object(info.generator)(date, rows, landing_dir, **options)
+    return load_object(found.spec.input.generator)(date, rows, landing_dir, **options)

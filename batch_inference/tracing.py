@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 from collections.abc import Iterator
 from typing import Any
 
 STAGES = ("model_load", "read", "forward", "write", "commit", "checks", "publish")
-ENDPOINT_VARS = ("BATCH_INFERENCE_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 SERVICE_NAME = "batch_inference"
 INHERITED = ("pipeline", "partition", "asset")  # copied from a parent span onto its children
 
@@ -75,7 +73,9 @@ def enabled() -> bool:
 
 
 def _endpoint() -> str:
-    return next((os.environ[v] for v in ENDPOINT_VARS if os.environ.get(v)), "")
+    from batch_inference.settings import load_settings
+
+    return load_settings().otlp_endpoint
 
 
 def _tracer() -> Any:

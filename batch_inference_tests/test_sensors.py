@@ -141,9 +141,9 @@ def _sensor_of_yaml(**automation) -> dg.SensorDefinition:
     from batch_inference.pipelines import discover
 
     info = discover()[PIPELINE]
-    attributes = yaml.safe_load((info.folder / "defs.yaml").read_text())["attributes"]
+    attributes = yaml.safe_load((info.root / "defs.yaml").read_text())["attributes"]
     attributes["automation"] = {**attributes.get("automation", {}), **automation}
-    context = dg.ComponentTree.for_test().load_context.for_path(info.folder)
+    context = dg.ComponentTree.for_test().load_context.for_path(info.root)
     defs = BatchScoring.resolve_from_dict(attributes).build_defs(context)
     return next(s for s in defs.sensors if s.name == f"{PIPELINE}_champion_sensor")
 

@@ -110,7 +110,8 @@ def test_platform_drift_check_hook() -> None:
 
     from batch_inference.plugins.heads import Embedding
 
-    p = SimpleNamespace(predictions_asset="embeddings", features_asset="features", head=Embedding(DIM))
+    spec = SimpleNamespace(scoring=SimpleNamespace(asset="embeddings"), features=SimpleNamespace(asset="features"))
+    p = SimpleNamespace(spec=spec, row_key="record_id", head=Embedding(DIM))  # the Pipeline's attributes it reads
     status, metadata = drift_check(p, ref, Store(), "2026-01-05", SimpleNamespace(min_rows=100, psi_warn=0.1,
                                                                                    psi_alert=0.25),
                                    length_column="text_length")

@@ -20,6 +20,7 @@ from batch_inference.components.gate import require_published_checks
 from batch_inference.components.metadata import column_schema
 from batch_inference.components.pipeline import LEDGER, QUARANTINE, Pipeline
 from batch_inference.components.scoring import score_days
+from batch_inference.failures import RUNBOOKS
 from batch_inference.ingest import read_landing_file, screen_rows
 from batch_inference.observability import (
     freshness_lag_seconds,
@@ -58,10 +59,11 @@ def quarantine_part(stage: str) -> str:
 
 def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
     @dg.asset(
-        key=p.key(p.input_asset), partitions_def=p.partitions_def, kinds={"parquet", "pandas"}, group_name=p.group,
+        key=p.key(p.spec.input.asset), partitions_def=p.partitions_def, kinds={"parquet", "pandas"},
+        group_name=p.group,
         code_version="2", metadata=column_schema(p.rules), retry_policy=TRANSIENT_RETRIES,
         backfill_policy=p.backfill_policy,
-        description=f"One day of `{p.landing_entity}` landing files, typed strictly; rows that break the "
+        description=f"One day of `{p.spec.input.landing_entity}` landing files, typed strictly; rows that break the "
         "input schema's row rules quarantined with a reason.",
     )
     def _input(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
@@ -70,15 +72,15 @@ def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
     def _land(context, lake: LakeResource, date: str) -> dict:
         started = time.perf_counter()
         fs, root = lake.landing()
-        path = lake.landing_path(p.landing_entity, date)
-        with classified_errors("docs/runbooks/F2.md"):  # a bad file fails here, before anything is written
+        path = lake.landing_path(p.spec.input.landing_entity, date)
+        with classified_errors(RUNBOOKS["F2"]):  # a bad file fails here, before anything is written
             table = read_landing_file(fs, path, p.arrow_schema, root=root)
-        valid, rejected = screen_rows(table, p.rules, stage=p.input_asset, key=p.key_column,
-                                      event_time=p.event_time_column, date=date,
-                                      tolerance=p.event_time_tolerance)
+        valid, rejected = screen_rows(table, p.rules, stage=p.spec.input.asset, key=p.spec.input.key,
+                                      event_time=p.spec.input.event_time, date=date,
+                                      tolerance=dt.timedelta(hours=p.spec.input.event_time_tolerance_hours))
         store = p.lake(lake)
-        uri = store.write(p.input_asset, date, valid)
-        store.write(QUARANTINE, date, rejected, part=quarantine_part(p.input_asset))
+        uri = store.write(p.spec.input.asset, date, valid)
+        store.write(QUARANTINE, date, rejected, part=quarantine_part(p.spec.input.asset))
         seconds = time.perf_counter() - started
         if rejected.num_rows:
             context.log.warning(f"{p.name} {date}: quarantined {rejected.num_rows} of {table.num_rows} landing "
@@ -89,8 +91,8 @@ def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
             "rows_per_second": round(table.num_rows / seconds, 1) if seconds else 0.0,
             "landing_file": dg.MetadataValue.path(path), "path": dg.MetadataValue.path(uri),
         }
-        if p.event_time_column and valid.num_rows:
-            newest = pc.max(valid.column(p.event_time_column)).as_py()
+        if p.spec.input.event_time and valid.num_rows:
+            newest = pc.max(valid.column(p.spec.input.event_time)).as_py()
             metadata["newest_event_time"] = newest.isoformat() if newest else ""
         return metadata
 
@@ -98,25 +100,25 @@ def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
 
 
 def build_features_asset(p: Pipeline) -> dg.AssetsDefinition:
-    source = p.input_asset if p.upstream_asset is None else p.upstream_asset.path[-1]
+    source = p.spec.input.asset if p.upstream_key is None else p.upstream_key.path[-1]
 
     @dg.asset(
-        key=p.key(p.features_asset), deps=[p.input_key], partitions_def=p.partitions_def,
-        kinds={"duckdb", "parquet"} if p.features_sql else {"python", "parquet"}, group_name=p.group,
+        key=p.key(p.spec.features.asset), deps=[p.input_key], partitions_def=p.partitions_def,
+        kinds={"duckdb", "parquet"} if p.spec.features.sql else {"python", "parquet"}, group_name=p.group,
         code_version="2", metadata=column_schema(p.features_schema), backfill_policy=p.backfill_policy,
         retry_policy=TRANSIENT_RETRIES,
-        description=f"Model features of `{p.input_key.to_user_string()}`, keyed by record_id"
-        + (f" (SQL: {p.features_sql})." if p.features_sql else f" ({p.features_callable_path})."),
+        description=f"Model features of `{p.input_key.to_user_string()}`, keyed by {p.row_key}"
+        + (f" (SQL: {p.spec.features.sql})." if p.spec.features.sql else f" ({p.spec.features.callable})."),
     )
     def _features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         return report(context, {date: _compute(lake, date) for date in partition_dates(context)})
 
     def _compute(lake: LakeResource, date: str) -> dict:
         started = time.perf_counter()
-        reader = p.lake(lake) if p.upstream_asset is None else lake.lake(p.upstream_asset.path[0])
+        reader = p.lake(lake) if p.upstream_key is None else lake.lake(p.upstream_key.path[0])
         with classified_errors():
             table = p.feature_fn(reader.read(source, date))
-        uri = p.lake(lake).write(p.features_asset, date, table, row_group_rows=p.features_row_group_rows)
+        uri = p.lake(lake).write(p.spec.features.asset, date, table, row_group_rows=p.spec.features.row_group_rows)
         seconds = time.perf_counter() - started
         return {
             "rows": table.num_rows, "feature_count": table.num_columns - 1,
@@ -139,16 +141,17 @@ class ModelBuildConfig(dg.Config):
 
 def build_model_asset(p: Pipeline) -> dg.AssetsDefinition | dg.AssetSpec:
     """The registered model. Without a builder it is an external asset: versions come from outside."""
-    if p.builder_path is None:
+    alias, model_name = p.spec.registered_model.alias, p.spec.registered_model.registered_name
+    if p.spec.registered_model.builder is None:
         return dg.AssetSpec(p.key("model"), group_name=p.group, kinds={"mlflow"},
-                            description=f"MLflow registered model `{p.model_name}`, alias `{p.model_alias}`; "
+                            description=f"MLflow registered model `{model_name}`, alias `{alias}`; "
                             "versions are registered from outside the platform.")
 
     @dg.asset(
-        key=p.key("model"), deps=[p.key(p.features_asset)], kinds={"mlflow", "pytorch"}, group_name=p.group,
+        key=p.key("model"), deps=[p.key(p.spec.features.asset)], kinds={"mlflow", "pytorch"}, group_name=p.group,
         code_version="2", retry_policy=TRANSIENT_RETRIES,
-        description=f"Built by {p.builder_path}, registered in MLflow as `{p.model_name}`; the "
-        f"`{p.model_alias}` alias moves to it only when it beats the current one on held-out data.",
+        description=f"Built by {p.spec.registered_model.builder}, registered in MLflow as `{model_name}`; the "
+        f"`{alias}` alias moves to it only when it beats the current one on held-out data.",
     )
     def _model(context: dg.AssetExecutionContext, config: ModelBuildConfig, lake: LakeResource,
                model_registry: ModelRegistryResource) -> dg.MaterializeResult:
@@ -156,15 +159,16 @@ def build_model_asset(p: Pipeline) -> dg.AssetsDefinition | dg.AssetSpec:
 
         started = time.perf_counter()
         store = p.lake(lake)
-        dates = store.dates(p.features_asset)
+        dates = store.dates(p.spec.features.asset)
         if config.end_date:
             end = validate_partition_key(config.end_date)
             dates = [d for d in dates if d <= end]
-        window = dates[-(config.training_days or p.training_days):]
-        features = pa.concat_tables(store.read(p.features_asset, d) for d in window) if window else None
+        window = dates[-(config.training_days or p.spec.registered_model.training_days):]
+        features = pa.concat_tables(store.read(p.spec.features.asset, d) for d in window) if window else None
         registry = p.registry(model_registry)
         with tempfile.TemporaryDirectory(prefix=f"bi-build-{p.name}-") as tmp:
-            request = TrainingRequest(features, window, {**p.model_params, **config.params}, Path(tmp))
+            request = TrainingRequest(features, window, {**p.spec.registered_model.params, **config.params},
+                                      Path(tmp), key=p.row_key)
             with classified_errors():
                 artifact = p.builder(request)
                 ref = registry.register(artifact)
@@ -176,17 +180,17 @@ def build_model_asset(p: Pipeline) -> dg.AssetsDefinition | dg.AssetSpec:
                     try:
                         champion_score = artifact.evaluate(registry.load(champion).artifact)
                     except Exception as exc:  # an unusable champion is replaced by a good candidate
-                        context.log.warning(f"current {p.model_alias} v{champion.version} could not be "
+                        context.log.warning(f"current {alias} v{champion.version} could not be "
                                             f"evaluated: {exc}")
                         champion_score = float("-inf")
-        policy = config.promote or p.promote
+        policy = config.promote or p.spec.registered_model.promote
         # if_better: a candidate replaces a champion only when it scores higher on the builder's held-out
         # data; a builder without `evaluate` can only fill an empty alias.
         promote = policy == "always" or (policy == "if_better" and (champion is None or (
             new_score is not None and (champion_score is None or new_score > champion_score))))
         if promote:
             registry.set_champion(ref.version)
-            context.log.info(f"{p.model_alias} -> {ref.name} v{ref.version}"
+            context.log.info(f"{alias} -> {ref.name} v{ref.version}"
                              + (f" (held-out score {new_score:.4f})" if new_score is not None else ""))
         metadata = {
             "model_name": ref.name, "model_version": ref.version, "promoted": promote,
@@ -215,15 +219,16 @@ class ScoringConfig(dg.Config):
 
 
 def build_predictions_asset(p: Pipeline) -> dg.AssetsDefinition:
+    alias, model_name = p.spec.registered_model.alias, p.spec.registered_model.registered_name
     @dg.asset(
-        key=p.key(p.predictions_asset), partitions_def=p.partitions_def,
-        deps=[p.key(p.features_asset), p.key("model")], kinds={"pytorch", "parquet"}, group_name=p.group,
+        key=p.key(p.spec.scoring.asset), partitions_def=p.partitions_def,
+        deps=[p.key(p.spec.features.asset), p.key("model")], kinds={"pytorch", "parquet"}, group_name=p.group,
         code_version="2", pool="gpu",
         op_tags={"dagster-k8s/config": p.gpu_k8s_config},  # one GPU pod per partition step in production
         retry_policy=TRANSIENT_RETRIES, metadata=column_schema(p.predictions_schema),
         backfill_policy=p.backfill_policy,
-        description=f"{p.description or p.name}: every record of the day scored by the version the MLflow "
-        f"alias `{p.model_alias}` of `{p.model_name}` names at run time, with provenance. Checkpointed: a "
+        description=f"{p.spec.description or p.name}: every record of the day scored by the version the MLflow "
+        f"alias `{alias}` of `{model_name}` names at run time, with provenance. Checkpointed: a "
         "rerun after a crash resumes from the last committed chunk.",
     )
     def _predictions(context: dg.AssetExecutionContext, config: ScoringConfig, lake: LakeResource,
@@ -237,33 +242,33 @@ def build_predictions_asset(p: Pipeline) -> dg.AssetsDefinition:
 
 def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDefinition:
     @dg.asset(
-        key=p.key(p.serving_asset), partitions_def=p.partitions_def, deps=[p.key(p.predictions_asset)],
+        key=p.key(p.spec.serving.asset), partitions_def=p.partitions_def, deps=[p.key(p.spec.scoring.asset)],
         kinds={"parquet", "duckdb"}, group_name=p.group, code_version="2", backfill_policy=p.backfill_policy,
         retry_policy=TRANSIENT_RETRIES,
-        description=f"The day's `{p.predictions_asset}` published for consumers (view "
-        f"`{p.name}.{p.serving_asset}`), only when the latest materialization of `{p.predictions_asset}` "
+        description=f"The day's `{p.spec.scoring.asset}` published for consumers (view "
+        f"`{p.name}.{p.spec.serving.asset}`), only when the latest materialization of `{p.spec.scoring.asset}` "
         "has every blocking check evaluated and passed, also when published in a later run.",
     )
     def _serving(context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource,
                  observability: ObservabilityResource) -> dg.MaterializeResult:
         dates = partition_dates(context)
         # Every partition of the range passes the gate before any is published.
-        gates = {d: require_published_checks(context.instance, p.key(p.predictions_asset), blocking_checks, d)
+        gates = {d: require_published_checks(context.instance, p.key(p.spec.scoring.asset), blocking_checks, d)
                  for d in dates}
         return report(context, {d: _publish(context, lake, warehouse, observability, d, gates[d]) for d in dates})
 
     def _publish(context, lake: LakeResource, warehouse: WarehouseResource, observability: ObservabilityResource,
                  date: str, gate) -> dict:
         started = time.perf_counter()
-        with span("publish", pipeline=p.name, partition=date, asset=p.serving_asset):
+        with span("publish", pipeline=p.name, partition=date, asset=p.spec.serving.asset):
             store = p.lake(lake)
-            table = store.read(p.predictions_asset, date)
-            uri = store.write(p.serving_asset, date, table)
+            table = store.read(p.spec.scoring.asset, date)
+            uri = store.write(p.spec.serving.asset, date, table)
             views = (serving.write_views_sql(warehouse.views_path, lake.lake_uri)
                      if store.is_local and warehouse.views_path else [])
         published = dt.datetime.now(dt.UTC)
         metadata = {
-            "rows": table.num_rows, "view": f"{p.name}.{p.serving_asset}", "path": dg.MetadataValue.path(uri),
+            "rows": table.num_rows, "view": f"{p.name}.{p.spec.serving.asset}", "path": dg.MetadataValue.path(uri),
             "published_at": published.isoformat(), "views": len(views),
             "checks_verified": ", ".join(gate.checks), "predictions_run_id": gate.run_id,
             "duration_seconds": round(time.perf_counter() - started, 3),
@@ -277,7 +282,7 @@ def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDef
             metadata["recovery_time_seconds"] = recovery
         if observability.pushgateway_url:
             try:
-                push_metrics(observability.pushgateway_url, p.serving_asset, metadata, pipeline=p.name,
+                push_metrics(observability.pushgateway_url, p.spec.serving.asset, metadata, pipeline=p.name,
                              run_ended=False)
             except OSError as exc:
                 context.log.warning(f"could not push metrics: {exc}")
@@ -302,7 +307,7 @@ def _recovery_time(context, p: Pipeline, date: str, published: dt.datetime) -> f
 def _newest_event_time(context, p: Pipeline, date: str) -> dt.datetime | None:
     """The newest input event of the day, as the scoring run recorded it."""
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=p.key(p.predictions_asset), asset_partitions=[date]), limit=1).records
+        dg.AssetRecordsFilter(asset_key=p.key(p.spec.scoring.asset), asset_partitions=[date]), limit=1).records
     meta = records[0].asset_materialization.metadata if records else {}
     return dt.datetime.fromisoformat(meta["newest_event_time"].value) if "newest_event_time" in meta else None
 

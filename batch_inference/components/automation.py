@@ -2,7 +2,6 @@
 
 
 import json
-import os
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -11,6 +10,7 @@ from batch_inference.components.pipeline import Pipeline
 from batch_inference.landing_scan import list_filesystem, list_s3, scan_landing
 from batch_inference.rescoring import stale_partitions
 from batch_inference.resources import LakeResource, ModelRegistryResource
+from batch_inference.settings import load_settings
 
 CANARY_TAG = "batch_inference/canary"
 TRIGGER_TAG = "batch_inference/trigger"
@@ -20,21 +20,22 @@ PIPELINE_TAG = "batch_inference/pipeline"
 def default_status() -> dg.DefaultSensorStatus:
     """Sensors run by default so a deployed daemon picks up files with no clicks; set
     BATCH_INFERENCE_SENSORS=stopped for an instance that must only run what it is told."""
-    stopped = os.environ.get("BATCH_INFERENCE_SENSORS") == "stopped"
+    stopped = load_settings().sensors_stopped
     return dg.DefaultSensorStatus.STOPPED if stopped else dg.DefaultSensorStatus.RUNNING
 
 
 def build_jobs(p: Pipeline) -> dict:
+    alias = p.spec.registered_model.alias
     k = p.key
-    daily = [p.input_key, k(p.features_asset), k(p.predictions_asset), k(p.serving_asset)]
-    if p.upstream_asset is not None:
+    daily = [p.input_key, k(p.spec.features.asset), k(p.spec.scoring.asset), k(p.spec.serving.asset)]
+    if p.upstream_key is not None:
         daily = daily[1:]
     tags = {PIPELINE_TAG: p.name}
     return {
         "ingest": dg.define_asset_job(f"{p.name}_ingest_day", selection=daily[:-2], tags=tags,
                                       description=f"{p.name}: land, validate and featurise one day."),
         "score": dg.define_asset_job(f"{p.name}_score_day", selection=daily[-2:], tags=tags,
-                                     description=f"{p.name}: score one day with `{p.model_alias}` and publish it."),
+                                     description=f"{p.name}: score one day with `{alias}` and publish it."),
         "daily": dg.define_asset_job(f"{p.name}_daily_pipeline", selection=daily, tags=tags,
                                      description=f"{p.name}: everything for one day: land, featurise, score, "
                                      "publish."),
@@ -44,7 +45,7 @@ def build_jobs(p: Pipeline) -> dict:
 
 
 def build_landing_sensor(p: Pipeline, job) -> dg.SensorDefinition:
-    entity = p.landing_entity
+    entity = p.spec.input.landing_entity
 
     @dg.sensor(name=f"{p.name}_landing_sensor", job=job, default_status=default_status(), minimum_interval_seconds=15,
                description=f"Starts land -> features -> score -> publish of {p.name} for each day whose "
@@ -70,25 +71,27 @@ def build_landing_sensor(p: Pipeline, job) -> dg.SensorDefinition:
 
 
 def build_champion_sensor(p: Pipeline, job) -> dg.SensorDefinition:
+    alias, model_name = p.spec.registered_model.alias, p.spec.registered_model.registered_name
+
     @dg.sensor(name=f"{p.name}_champion_sensor", job=job, default_status=default_status(),
                minimum_interval_seconds=30,
-               description=f"When the MLflow alias `{p.model_alias}` of `{p.model_name}` moves, re-scores the "
+               description=f"When the MLflow alias `{alias}` of `{model_name}` moves, re-scores the "
                f"recent {p.name} partitions another version produced: one canary partition first, the rest only "
                "if its run and checks passed.")
     def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource, model_registry: ModelRegistryResource):
         state = json.loads(context.cursor or "{}")
         champion = p.registry(model_registry).champion()
         if champion is None:
-            return dg.SkipReason(f"no `{p.model_alias}` alias on `{p.model_name}` yet")
+            return dg.SkipReason(f"no `{alias}` alias on `{model_name}` yet")
         version = champion.version
         if state.get("version") != version:
-            window = p.partitions_def.get_partition_keys()[-p.rescore_window_days:]
-            stale = stale_partitions(p.lake(lake), p.predictions_asset, window, version)
-            context.log.info(f"{p.model_alias} is v{version} (was {state.get('version') or 'unknown'}): "
+            window = p.partitions_def.get_partition_keys()[-p.spec.automation.rescore_window_days:]
+            stale = stale_partitions(p.lake(lake), p.spec.scoring.asset, window, version)
+            context.log.info(f"{alias} is v{version} (was {state.get('version') or 'unknown'}): "
                              f"{len(stale)} partition(s) in the last {len(window)} days scored by another version")
             if not stale:
                 return dg.SensorResult(cursor=json.dumps({"version": version, "phase": "done"}))
-            if not p.canary:
+            if not p.spec.automation.canary:
                 return _rollout(p, version, stale)
             canary = stale[-1]
             request = dg.RunRequest(run_key=f"{p.name}-v{version}-canary-{canary}", partition_key=canary,
@@ -96,7 +99,7 @@ def build_champion_sensor(p: Pipeline, job) -> dg.SensorDefinition:
             cursor = {"version": version, "phase": "canary", "canary": canary, "rest": stale[:-1]}
             return dg.SensorResult(run_requests=[request], cursor=json.dumps(cursor))
         if state.get("phase") != "canary":
-            return dg.SkipReason(f"{p.model_alias} v{version} unchanged; nothing to re-score ({state.get('phase')})")
+            return dg.SkipReason(f"{alias} v{version} unchanged; nothing to re-score ({state.get('phase')})")
         runs = context.instance.get_runs(
             filters=dg.RunsFilter(tags={CANARY_TAG: f"{p.name}-v{version}-{state['canary']}"}), limit=1)
         if not runs or not runs[0].is_finished:
@@ -119,7 +122,7 @@ def _rollout(p: Pipeline, version: str, dates: list[str]) -> dg.SensorResult:
 
 def build_schedule(p: Pipeline, job) -> dg.ScheduleDefinition:
     return dg.build_schedule_from_partitioned_job(
-        job, hour_of_day=p.nightly_hour, minute_of_hour=0, name=f"{p.name}_nightly_scoring",
+        job, hour_of_day=p.spec.automation.nightly_hour, minute_of_hour=0, name=f"{p.name}_nightly_scoring",
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description=f"For teams whose data lands on a clock: yesterday's {p.name} partition at "
-        f"{p.nightly_hour:02d}:00 UTC (stopped by default).")
+        f"{p.spec.automation.nightly_hour:02d}:00 UTC (stopped by default).")

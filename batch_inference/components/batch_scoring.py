@@ -9,12 +9,10 @@ the pipeline's name; the `gpu` pool and the resources are shared by every pipeli
 
 from __future__ import annotations
 
-import copy
-import datetime as dt
 from typing import Any, Literal
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from batch_inference.components.assets import (
     build_features_asset,
@@ -31,7 +29,6 @@ from batch_inference.components.automation import (
 )
 from batch_inference.components.checks import build_checks, prediction_check_names
 from batch_inference.components.pipeline import Pipeline
-from batch_inference.k8s import GPU_STEP_K8S_CONFIG, merge_k8s_config
 from batch_inference.quality.drift import DriftThresholds
 
 
@@ -40,21 +37,32 @@ class InputSpec(dg.Model):
 
     asset: str = Field("input", description="Asset name of the validated input (key `<pipeline>/<asset>`).")
     landing_entity: str | None = Field(None, description="Landing files `<entity>_YYYY-MM-DD.parquet`; "
-                                       "default: the asset name.")
+                                       "default: the asset name (none for an upstream-fed input).")
     upstream_asset: str | None = Field(None, description="Instead of landing files, an existing lake asset "
                                        "`<pipeline>/<asset>` of another pipeline.")
     arrow_schema: str = Field(..., description="Import path of the landing file's pyarrow Schema (strict types).")
     rules: str | None = Field(None, description="Import path of a pandera DataFrameModel: the schema check and "
                               "the quarantine rules.")
-    key: str = Field("record_id", description="The unique row id column.")
+    key: str = Field("record_id", description="The unique row id column of the input; its values are the "
+                     "`record_id` of the quarantine and ledger tables.")
     event_time: str | None = Field(None, description="Timestamp column that must fall in the partition's day.")
     event_time_tolerance_hours: float = 0.0
     generator: str | None = Field(None, description="Import path of `write_landing(date, rows, landing_dir, "
                                   "**options)` for the demo and `batch-inference generate`.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_landing_entity(cls, data: Any) -> Any:
+        """The one default of `landing_entity`: the asset name, when the input is landing files."""
+        if isinstance(data, dict) and not data.get("landing_entity") and not data.get("upstream_asset"):
+            data = {**data, "landing_entity": data.get("asset", "input")}
+        return data
+
 
 class FeaturesSpec(dg.Model):
     asset: str = "features"
+    key: str | None = Field(None, description="The row key column the features select and the predictions "
+                            "carry; default: `input.key`.")
     sql: str | None = Field(None, description="SQL file (relative to this folder) over the table `input`.")
     callable: str | None = Field(None, description="Import path of `fn(pa.Table) -> pa.Table`.")
     pandera_schema: str | None = Field(None, description="Import path of the features' pandera model.")
@@ -99,6 +107,12 @@ class QualitySpec(dg.Model):
     drift_params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the custom "
                                          "drift check (e.g. which feature column holds text lengths).")
 
+    @property
+    def thresholds(self) -> DriftThresholds:
+        """The YAML's drift bands (the `quality` resource may override them per run)."""
+        return DriftThresholds(self.psi_warn, self.psi_alert, self.ks_warn, self.ks_alert,
+                               min_rows=self.min_sample_rows)
+
 
 class AutomationSpec(dg.Model):
     rescore_window_days: int = 30
@@ -121,7 +135,8 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
     name: str = Field(..., description="Pipeline name: the asset key prefix, group and lake folder.")
     description: str = ""
     partitions_start: str = "2025-01-01"
-    demo_rows_per_day: int = Field(100_000, description="Rows a day `make demo` generates for this pipeline.")
+    demo_rows_per_day: int | None = Field(None, description="Rows a day `make demo` generates for this "
+                                          "pipeline; default: DEMO_ROWS_PER_DAY, else 100000.")
     input: InputSpec
     features: FeaturesSpec
     registered_model: ModelSpec
@@ -132,39 +147,8 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
     backfill: BackfillSpec = Field(default_factory=BackfillSpec)
 
     def pipeline(self, context: dg.ComponentLoadContext) -> Pipeline:
-        """Resolve the YAML into the builders' `Pipeline`."""
-        import os
-
-        q = self.quality
-        k8s = merge_k8s_config(copy.deepcopy(GPU_STEP_K8S_CONFIG), self.scoring.k8s_config)
-        return Pipeline(
-            name=self.name, description=self.description,
-            partitions_start=os.environ.get("BATCH_INFERENCE_PARTITIONS_START") or self.partitions_start,
-            root=context.path, input_asset=self.input.asset, landing_entity=self.input.landing_entity,
-            upstream_asset=dg.AssetKey.from_user_string(self.input.upstream_asset) if self.input.upstream_asset
-            else None,
-            arrow_schema_path=self.input.arrow_schema, rules_path=self.input.rules, key_column=self.input.key,
-            event_time_column=self.input.event_time,
-            event_time_tolerance=dt.timedelta(hours=self.input.event_time_tolerance_hours),
-            generator_path=self.input.generator, features_asset=self.features.asset,
-            features_sql=self.features.sql, features_callable_path=self.features.callable,
-            features_schema_path=self.features.pandera_schema, features_row_group_rows=self.features.row_group_rows,
-            model_name=self.registered_model.registered_name,
-            model_alias=self.registered_model.alias, format_path=self.registered_model.format, builder_path=self.registered_model.builder,
-            model_params=dict(self.registered_model.params), training_days=self.registered_model.training_days,
-            promote=self.registered_model.promote, predictions_asset=self.scoring.asset, adapter_path=self.scoring.adapter,
-            adapter_params=dict(self.scoring.adapter_params), head_path=self.scoring.head,
-            head_params=dict(self.scoring.head_params), predictions_schema_path=self.scoring.pandera_schema,
-            device=self.scoring.device, read_batch_rows=self.scoring.read_batch_rows,
-            forward_rows=self.scoring.forward_rows, checkpoint_rows=self.scoring.checkpoint_rows,
-            gpu_k8s_config=k8s,
-            drift=DriftThresholds(q.psi_warn, q.psi_alert, q.ks_warn, q.ks_alert, min_rows=q.min_sample_rows),
-            drift_features=q.drift_features,
-            drift_check_path=q.drift_check, drift_params=dict(q.drift_params),
-            rescore_window_days=self.automation.rescore_window_days,
-            canary=self.automation.canary, nightly_hour=self.automation.nightly_hour,
-            serving_asset=self.serving.asset, partitions_per_run=self.backfill.partitions_per_run,
-        )
+        """This model, with its folder: what the builders read (names, partitions, plug-ins)."""
+        return Pipeline(self, context.path)
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         p = self.pipeline(context)
@@ -172,10 +156,10 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
         jobs = build_jobs(p)
         assets: list = [build_features_asset(p), build_model_asset(p), build_predictions_asset(p),
                         build_serving_asset(p, prediction_check_names(p))]
-        if p.upstream_asset is None:
+        if p.upstream_key is None:
             assets.insert(0, build_input_asset(p))
         sensors = [build_champion_sensor(p, jobs["score"])]
-        if p.upstream_asset is None:
+        if p.upstream_key is None:
             sensors.insert(0, build_landing_sensor(p, jobs["daily"]))
         return dg.Definitions(assets=assets, asset_checks=build_checks(p), jobs=list(jobs.values()),
                               sensors=sensors, schedules=[build_schedule(p, jobs["daily"])])

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from batch_inference.components.pipeline import QUARANTINE, Pipeline
+from batch_inference.failures import runbook_for_check
 from batch_inference.ingest import read_landing_ids
 from batch_inference.observability import push_check_metrics
 from batch_inference.plugins.loading import load_object
@@ -31,8 +32,6 @@ from batch_inference.tracing import span
 from batch_inference.validation import validate_partition_key
 
 SCHEMA, COMPLETENESS, DRIFT, MODEL_VERSION = "schema", "completeness", "drift", "model_version"
-RUNBOOKS = {SCHEMA: "docs/runbooks/F2.md", COMPLETENESS: "docs/runbooks/F2.md", DRIFT: "docs/runbooks/F5.md",
-            MODEL_VERSION: "docs/runbooks/F4.md"}
 
 
 def check_name(p: Pipeline, asset: str, kind: str) -> str:
@@ -41,7 +40,7 @@ def check_name(p: Pipeline, asset: str, kind: str) -> str:
 
 def prediction_check_names(p: Pipeline) -> list[str]:
     """The blocking checks on the predictions asset, which gate the publish."""
-    return [check_name(p, p.predictions_asset, k) for k in (SCHEMA, COMPLETENESS, DRIFT, MODEL_VERSION)]
+    return [check_name(p, p.spec.scoring.asset, k) for k in (SCHEMA, COMPLETENESS, DRIFT, MODEL_VERSION)]
 
 
 def _schema_result(schema, table: pa.Table) -> dg.AssetCheckResult:
@@ -50,7 +49,7 @@ def _schema_result(schema, table: pa.Table) -> dg.AssetCheckResult:
                 "failing_columns": ", ".join(report.failing_columns) or "none"}
     if not report.passed:
         metadata["failure_sample"] = dg.MetadataValue.md(report.failure_sample.to_markdown(index=False))
-        metadata["runbook"] = RUNBOOKS[SCHEMA]
+        metadata["runbook"] = runbook_for_check(SCHEMA)
     return dg.AssetCheckResult(passed=report.passed, metadata=metadata)
 
 
@@ -110,19 +109,20 @@ def per_partition(instance: dg.DagsterInstance, key: dg.AssetCheckKey, result: d
 def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckResult:
     store = p.lake(lake)
     by_stage, quarantined = {}, []
-    for stage in (p.input_asset, p.predictions_asset):
+    for stage in (p.spec.input.asset, p.spec.scoring.asset):
         part = f"part-{stage}.parquet"
         ids = (store.read(QUARANTINE, date, ["record_id"], part=part).column("record_id").combine_chunks()
                if store.exists(QUARANTINE, date, part) else pa.array([], pa.string()))
         by_stage[f"quarantined_at_{stage}"] = len(ids)
         quarantined.append(ids)
-    if p.upstream_asset is None:
+    if p.upstream_key is None:
         fs, _ = lake.landing()
-        landing = read_landing_ids(fs, lake.landing_path(p.landing_entity, date), p.key_column)
+        landing = read_landing_ids(fs, lake.landing_path(p.spec.input.landing_entity, date), p.spec.input.key)
     else:
-        upstream = lake.lake(p.upstream_asset.path[0])
-        landing = upstream.read(p.upstream_asset.path[-1], date, [p.key_column]).column(p.key_column).cast(pa.string())
-    report = check_completeness(landing, store.read(p.predictions_asset, date, ["record_id"]).column("record_id"),
+        upstream = lake.lake(p.upstream_key.path[0])
+        key = p.spec.input.key
+        landing = upstream.read(p.upstream_key.path[-1], date, [key]).column(key).cast(pa.string())
+    report = check_completeness(landing, store.read(p.spec.scoring.asset, date, [p.row_key]).column(p.row_key),
                                 pa.concat_arrays(quarantined))
     metadata = {
         "landing_rows": report.landing_rows, "scored_rows": report.scored_rows,
@@ -130,7 +130,7 @@ def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckRe
         "unexpected_ids": report.unexpected_ids, "unaccounted_ids": report.unaccounted_ids, **by_stage,
     }
     if not report.passed:
-        metadata["runbook"] = RUNBOOKS[COMPLETENESS]
+        metadata["runbook"] = runbook_for_check(COMPLETENESS)
     return dg.AssetCheckResult(passed=report.passed, metadata=metadata)
 
 
@@ -138,7 +138,7 @@ def _thresholds(p: Pipeline, quality: QualityResource) -> DriftThresholds:
     """The pipeline's bands, with any value the `quality` resource sets for this run instead."""
     overrides = {k: getattr(quality, k) for k in ("psi_warn", "psi_alert", "ks_warn", "ks_alert")
                  if getattr(quality, k) is not None}
-    return dataclasses.replace(p.drift, **overrides)
+    return dataclasses.replace(p.spec.quality.thresholds, **overrides)
 
 
 def distribution_drift(p: Pipeline, reference: dict, store, date: str, thresholds: DriftThresholds,
@@ -150,12 +150,12 @@ def distribution_drift(p: Pipeline, reference: dict, store, date: str, threshold
                     key=lambda n: -float(reference[n].get("importance", 0.0)))[:drift_features]
     current: dict[str, np.ndarray] = {}
     if outputs:
-        scored = store.read(p.predictions_asset, date, outputs)
+        scored = store.read(p.spec.scoring.asset, date, outputs)
         current.update({n: scored.column(n).to_numpy().astype(np.float64) for n in outputs})
-    present = set(store.parquet_file(p.features_asset, date).schema_arrow.names)
+    present = set(store.parquet_file(p.spec.features.asset, date).schema_arrow.names)
     inputs = [n for n in inputs if n in present]
     if inputs:
-        features = store.read(p.features_asset, date, columns=inputs)
+        features = store.read(p.spec.features.asset, date, columns=inputs)
         current.update({n: features.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in inputs})
     report = compare(reference, current, thresholds)
     worst = max(report.features, key=lambda f: f.psi, default=None)
@@ -173,21 +173,21 @@ def distribution_drift(p: Pipeline, reference: dict, store, date: str, threshold
 def _drift(p: Pipeline, date: str, lake: LakeResource, model_registry: ModelRegistryResource,
            quality: QualityResource) -> dg.AssetCheckResult:
     store = p.lake(lake)
-    versions = store.read(p.predictions_asset, date, ["model_version"]).column("model_version").unique().to_pylist()
+    versions = store.read(p.spec.scoring.asset, date, ["model_version"]).column("model_version").unique().to_pylist()
     if not versions:
         return dg.AssetCheckResult(passed=True, metadata={"status": "insufficient_sample", "rows": 0})
     registry = p.registry(model_registry)
     loaded = registry.load(registry.version(versions[0]))
     thresholds = _thresholds(p, quality)
-    drift_features = quality.drift_features if quality.drift_features is not None else p.drift_features
-    if p.drift_check_path:
-        status, metadata = load_object(p.drift_check_path)(p, loaded.reference, store, date, thresholds,
-                                                           **p.drift_params)
+    drift_features = quality.drift_features if quality.drift_features is not None else p.spec.quality.drift_features
+    if p.spec.quality.drift_check:
+        status, metadata = load_object(p.spec.quality.drift_check)(p, loaded.reference, store, date, thresholds,
+                                                           **p.spec.quality.drift_params)
     else:
         status, metadata = distribution_drift(p, loaded.reference, store, date, thresholds, drift_features)
     metadata = {"status": status, "reference_model_version": loaded.ref.version, **metadata}
     if status in (WARN, ALERT):
-        metadata["runbook"] = RUNBOOKS[DRIFT]
+        metadata["runbook"] = runbook_for_check(DRIFT)
     return dg.AssetCheckResult(
         passed=status not in (WARN, ALERT),
         severity=dg.AssetCheckSeverity.ERROR if status == ALERT else dg.AssetCheckSeverity.WARN,
@@ -196,10 +196,10 @@ def _drift(p: Pipeline, date: str, lake: LakeResource, model_registry: ModelRegi
 
 def _model_version(p: Pipeline, date: str, context, lake: LakeResource,
                    model_registry: ModelRegistryResource) -> dg.AssetCheckResult:
-    found = sorted(p.lake(lake).read(p.predictions_asset, date, ["model_version"]).column("model_version")
+    found = sorted(p.lake(lake).read(p.spec.scoring.asset, date, ["model_version"]).column("model_version")
                    .unique().to_pylist())
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=p.key(p.predictions_asset), asset_partitions=[date]), limit=1).records
+        dg.AssetRecordsFilter(asset_key=p.key(p.spec.scoring.asset), asset_partitions=[date]), limit=1).records
     expected = None
     if records:
         meta = records[0].asset_materialization.metadata
@@ -209,25 +209,26 @@ def _model_version(p: Pipeline, date: str, context, lake: LakeResource,
     metadata = {"expected_model_version": str(expected), "found_model_versions": ", ".join(found) or "none",
                 "champion_now": champion.version if champion else "none"}
     if not passed:
-        metadata["runbook"] = RUNBOOKS[MODEL_VERSION]
+        metadata["runbook"] = runbook_for_check(MODEL_VERSION)
     return dg.AssetCheckResult(passed=passed, metadata=metadata)
 
 
 def build_checks(p: Pipeline) -> list[dg.AssetChecksDefinition]:
     """Schema checks on the input and the features, and the four checks on the predictions."""
     checks = []
-    if p.rules is not None and p.upstream_asset is None:
-        checks.append(_schema_check(p, p.input_asset, p.rules))
+    if p.rules is not None and p.upstream_key is None:
+        checks.append(_schema_check(p, p.spec.input.asset, p.rules))
     if p.features_schema is not None:
-        checks.append(_schema_check(p, p.features_asset, p.features_schema))
-    pred = p.predictions_asset
+        checks.append(_schema_check(p, p.spec.features.asset, p.features_schema))
+    pred = p.spec.scoring.asset
     descriptions = {
         SCHEMA: f"Output rows match {p.predictions_schema.Config.name if p.predictions_schema else 'the head'}"
                 " with provenance and a unique record_id (pandera).",
         COMPLETENESS: "Every landing row is scored or quarantined, none twice; counts per stage in metadata.",
         DRIFT: "Drift of the outputs and the most important inputs against the reference recorded with the "
                "model version; ERROR above the alert threshold, WARN above warn, passes below a minimum sample.",
-        MODEL_VERSION: f"Every row was scored by the version `{p.model_alias}` named when the run started.",
+        MODEL_VERSION: f"Every row was scored by the version `{p.spec.registered_model.alias}` named when the run "
+        "started.",
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)

@@ -1,27 +1,34 @@
-"""A pipeline resolved from its YAML: names, partitions and plug-ins, for the asset builders.
+"""A pipeline for the asset builders: its YAML model plus names, partitions and resolved plug-ins.
 
-Plain Python on top of Dagster types: the builders in this package read everything about a
-pipeline from here, so no platform module names an example column, asset or model.
+The component's resolved YAML model (`BatchScoring`, in `spec`) is the only description of a
+pipeline: builders read `p.spec.input.key`, `p.spec.scoring.adapter` and so on. This object adds
+only what is derived from it: asset keys, the partitions and backfill policy (with their settings
+overrides), and the plug-ins, imported once and cached. No platform module names an example
+column, asset or model.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import copy
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pyarrow as pa
 
 from batch_inference.features import FeatureFn, sql_features
+from batch_inference.k8s import GPU_STEP_K8S_CONFIG, merge_k8s_config
 from batch_inference.lake import Lake
 from batch_inference.modeling.registry import ModelRegistry
 from batch_inference.plugins.loading import PluginError, check_protocol, load_object, locate
 from batch_inference.plugins.protocols import InputAdapter, ModelFormat, OutputHead
-from batch_inference.quality.drift import DriftThresholds
+from batch_inference.settings import Settings, load_settings
 from batch_inference.validation import validate_identifier
+
+if TYPE_CHECKING:
+    from batch_inference.components.batch_scoring import BatchScoring
 
 QUARANTINE = "quarantine"
 LEDGER = "ledger"
@@ -29,147 +36,137 @@ LEDGER = "ledger"
 
 @dataclass
 class Pipeline:
-    """Everything the builders need to know about one pipeline instance."""
+    """One pipeline instance: `spec` (its YAML model) and `root` (its defs folder)."""
 
-    name: str
-    description: str
-    partitions_start: str
-    root: Path  # the pipeline's defs folder (relative files in its YAML resolve here)
-    input_asset: str
-    landing_entity: str | None
-    upstream_asset: dg.AssetKey | None
-    arrow_schema_path: str
-    rules_path: str | None
-    key_column: str
-    event_time_column: str | None
-    event_time_tolerance: dt.timedelta
-    generator_path: str | None
-    features_asset: str
-    features_sql: str | None
-    features_callable_path: str | None
-    features_schema_path: str | None
-    features_row_group_rows: int
-    model_name: str
-    model_alias: str
-    format_path: str
-    builder_path: str | None
-    model_params: dict[str, Any]
-    training_days: int
-    promote: str
-    predictions_asset: str
-    adapter_path: str
-    adapter_params: dict[str, Any]
-    head_path: str
-    head_params: dict[str, Any]
-    predictions_schema_path: str | None
-    device: str
-    read_batch_rows: int
-    forward_rows: int
-    checkpoint_rows: int
-    gpu_k8s_config: dict[str, Any]
-    drift: DriftThresholds  # the YAML's bands; the `quality` resource may override them per run
-    drift_features: int
-    drift_check_path: str | None
-    drift_params: dict[str, Any]
-    rescore_window_days: int
-    canary: bool
-    nightly_hour: int
-    serving_asset: str
-    partitions_per_run: int = 1
-    tags: dict[str, str] = field(default_factory=dict)
+    spec: BatchScoring
+    root: Path  # relative files of the YAML (the feature SQL) resolve here
+    settings: Settings = field(default_factory=load_settings)
 
     def __post_init__(self) -> None:
-        validate_identifier(self.name)
-        for asset in (self.input_asset, self.features_asset, self.predictions_asset, self.serving_asset):
-            validate_identifier(asset)
-        if self.landing_entity is None and self.upstream_asset is None:
-            self.landing_entity = self.input_asset
+        spec = self.spec
+        for name in (spec.name, spec.input.asset, spec.features.asset, spec.scoring.asset, spec.serving.asset):
+            validate_identifier(name)
         self.partitions_def = dg.DailyPartitionsDefinition(start_date=self.partitions_start, end_offset=0)
 
     # -- names ---------------------------------------------------------------------------------
 
+    @property
+    def name(self) -> str:
+        """The pipeline's name: asset key prefix, group and lake folder."""
+        return self.spec.name
+
+    @property
+    def group(self) -> str:
+        return self.spec.name
+
     def key(self, asset: str) -> dg.AssetKey:
         """`<pipeline>/<asset>`: every asset key carries the pipeline's name."""
-        return dg.AssetKey([self.name, asset])
+        return dg.AssetKey([self.spec.name, asset])
+
+    @property
+    def upstream_key(self) -> dg.AssetKey | None:
+        """The upstream asset the input is read from, or None (landing files)."""
+        upstream = self.spec.input.upstream_asset
+        return dg.AssetKey.from_user_string(upstream) if upstream else None
 
     @property
     def input_key(self) -> dg.AssetKey:
-        return self.upstream_asset or self.key(self.input_asset)
+        return self.upstream_key or self.key(self.spec.input.asset)
+
+    @property
+    def row_key(self) -> str:
+        """The key column of the features, the predictions and the checkpoints (`features.key`,
+        default `input.key`)."""
+        return self.spec.features.key or self.spec.input.key
+
+    # -- partitions ------------------------------------------------------------------------------
+
+    @property
+    def partitions_start(self) -> str:
+        """The YAML's first day, unless the `partitions_start` setting overrides it for every pipeline."""
+        return self.settings.partitions_start or self.spec.partitions_start
 
     @property
     def backfill_policy(self) -> dg.BackfillPolicy:
         """Backfills in ranged runs of up to N partitions (model loaded once per run, checks per
-        partition); BATCH_INFERENCE_PARTITIONS_PER_RUN overrides N for every pipeline (1 = one run each)."""
-        import os
-
-        n = int(os.environ.get("BATCH_INFERENCE_PARTITIONS_PER_RUN") or self.partitions_per_run)
+        partition); the `partitions_per_run` setting overrides N for every pipeline (1 = one run each)."""
+        n = self.settings.partitions_per_run or self.spec.backfill.partitions_per_run
         return dg.BackfillPolicy.multi_run(max(1, n))
 
     @property
-    def group(self) -> str:
-        return self.name
+    def gpu_k8s_config(self) -> dict:
+        """The scoring step's `dagster-k8s/config`: the default GPU step with the YAML's `k8s_config` over it."""
+        return merge_k8s_config(copy.deepcopy(GPU_STEP_K8S_CONFIG), self.spec.scoring.k8s_config)
 
     def lake(self, lake_resource) -> Lake:
-        return lake_resource.lake(self.name)
+        return lake_resource.lake(self.spec.name)
 
     # -- plug-ins (resolved lazily: importing torch is the scoring step's business) ---------------
 
     @functools.cached_property
     def arrow_schema(self) -> pa.Schema:
-        schema = load_object(self.arrow_schema_path)
+        path = self.spec.input.arrow_schema
+        schema = load_object(path)
         if not isinstance(schema, pa.Schema):
-            raise PluginError(f"{self.arrow_schema_path!r} is not a pyarrow Schema")
+            raise PluginError(f"{path!r} is not a pyarrow Schema")
         return schema
 
     @functools.cached_property
     def rules(self):
-        return load_object(self.rules_path) if self.rules_path else None
+        return _load_optional(self.spec.input.rules)
 
     @functools.cached_property
     def features_schema(self):
-        return load_object(self.features_schema_path) if self.features_schema_path else None
+        return _load_optional(self.spec.features.pandera_schema)
 
     @functools.cached_property
     def predictions_schema(self):
-        return load_object(self.predictions_schema_path) if self.predictions_schema_path else None
+        return _load_optional(self.spec.scoring.pandera_schema)
 
     @functools.cached_property
     def feature_fn(self) -> FeatureFn:
-        if self.features_sql:
-            return sql_features((self.root / self.features_sql).read_text())
-        if self.features_callable_path:
-            return load_object(self.features_callable_path)
+        features = self.spec.features
+        if features.sql:
+            return sql_features((self.root / features.sql).read_text(), key=self.row_key)
+        if features.callable:
+            return load_object(features.callable)
         raise PluginError(f"pipeline {self.name}: features needs `sql` or `callable`")
 
     @functools.cached_property
     def model_format(self) -> ModelFormat:
-        fmt = load_object(self.format_path)()
-        return check_protocol(fmt, ModelFormat, self.format_path)
+        path = self.spec.registered_model.format
+        return check_protocol(load_object(path)(), ModelFormat, path)
 
     def registry(self, registry_resource) -> ModelRegistry:
-        fmt = self.model_format
-        return registry_resource.registry(self.model_name, {fmt.tag: fmt}, self.model_alias)
+        fmt, model = self.model_format, self.spec.registered_model
+        return registry_resource.registry(model.registered_name, {fmt.tag: fmt}, model.alias)
 
     def adapter(self, loaded) -> InputAdapter:
-        cls = load_object(self.adapter_path)
-        adapter = cls.from_model(loaded.artifact, **self.adapter_params) if hasattr(cls, "from_model") \
-            else cls(**self.adapter_params)
-        return check_protocol(adapter, InputAdapter, self.adapter_path)
+        path, params = self.spec.scoring.adapter, self.spec.scoring.adapter_params
+        cls = load_object(path)
+        adapter = cls.from_model(loaded.artifact, **params) if hasattr(cls, "from_model") else cls(**params)
+        return check_protocol(adapter, InputAdapter, path)
 
     @functools.cached_property
     def head(self) -> OutputHead:
-        return check_protocol(load_object(self.head_path)(**self.head_params), OutputHead, self.head_path)
+        path = self.spec.scoring.head
+        return check_protocol(load_object(path)(**self.spec.scoring.head_params), OutputHead, path)
 
     @functools.cached_property
     def builder(self):
-        return load_object(self.builder_path) if self.builder_path else None
+        return _load_optional(self.spec.registered_model.builder)
 
     def validate(self) -> None:
         """Resolve the light plug-ins now, so a bad YAML fails when definitions load; the heavy ones
         (model format, adapter, builder: they import torch) are only located, not imported."""
         _ = self.arrow_schema, self.rules, self.features_schema, self.predictions_schema, self.feature_fn
         _ = self.head
-        for path in (self.format_path, self.adapter_path, self.builder_path, self.generator_path,
-                     self.drift_check_path):
+        spec = self.spec
+        for path in (spec.registered_model.format, spec.scoring.adapter, spec.registered_model.builder,
+                     spec.input.generator, spec.quality.drift_check):
             if path:
                 locate(path)
+
+
+def _load_optional(path: str | None):
+    return load_object(path) if path else None

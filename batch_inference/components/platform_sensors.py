@@ -107,7 +107,7 @@ def record_failure(run: dg.DagsterRun, message: str) -> None:
     from batch_inference.pipelines import discover
 
     info = discover().get(pipeline)
-    asset = info.asset("scoring", "predictions") if info else "predictions"
+    asset = info.spec.scoring.asset if info else "predictions"
     storage = int(any(marker.lower() in message.lower() for marker in STORAGE_MARKERS))
     with contextlib.suppress(OSError):  # metrics never fail the daemon
         push_metrics(url, asset, {"storage_errors": storage}, status="failure", pipeline=pipeline)

@@ -16,6 +16,7 @@ import pyarrow as pa
 from batch_inference import ledger
 from batch_inference.components.errors import classified_errors
 from batch_inference.components.pipeline import LEDGER, QUARANTINE, Pipeline
+from batch_inference.failures import RUNBOOKS
 from batch_inference.ingest import QUARANTINE_SCHEMA
 from batch_inference.lake import Lake
 from batch_inference.ledger import LedgerEntry
@@ -44,10 +45,11 @@ class ScoringSession:
 
 def open_session(p: Pipeline, config, model_registry, observability) -> ScoringSession:
     """Resolve the alias, verify and load the version (its own trace span), build the engine."""
+    alias, model_name = p.spec.registered_model.alias, p.spec.registered_model.registered_name
     from batch_inference.inference.engine import EngineConfig, InferenceEngine
     from batch_inference.modeling.registry import UntrustedModelError
 
-    with classified_errors("docs/runbooks/F4.md"), span("model_load", model=p.model_name, alias=p.model_alias):
+    with classified_errors(RUNBOOKS["F4"]), span("model_load", model=model_name, alias=alias):
         registry = p.registry(model_registry)
         try:
             loaded = registry.load(registry.require_champion())
@@ -55,11 +57,11 @@ def open_session(p: Pipeline, config, model_registry, observability) -> ScoringS
             _push_failure(p, observability, {"model_untrusted": 1})
             raise
         adapter = p.adapter(loaded)
-    read_rows = config.read_batch_rows or p.read_batch_rows
+    read_rows = config.read_batch_rows or p.spec.scoring.read_batch_rows
     engine = InferenceEngine(loaded.model, adapter, p.head, EngineConfig(
-        device=config.device or p.device, read_batch_rows=read_rows,
-        forward_rows=config.forward_rows or p.forward_rows))
-    return ScoringSession(loaded, engine, read_rows, config.checkpoint_rows or p.checkpoint_rows)
+        device=config.device or p.spec.scoring.device, read_batch_rows=read_rows,
+        forward_rows=config.forward_rows or p.spec.scoring.forward_rows), key=p.row_key)
+    return ScoringSession(loaded, engine, read_rows, config.checkpoint_rows or p.spec.scoring.checkpoint_rows)
 
 
 def score_days(p: Pipeline, dates: list[str], context, config, lake, model_registry, observability) -> dict[str, dict]:
@@ -69,7 +71,7 @@ def score_days(p: Pipeline, dates: list[str], context, config, lake, model_regis
     model, chunking) is kept, so a range rerun after a crash redoes only what was not committed, and
     the interrupted partition resumes from its checkpoints.
     """
-    with span("score", pipeline=p.name, asset=p.predictions_asset, partitions=len(dates), run_id=context.run.run_id):
+    with span("score", pipeline=p.name, asset=p.spec.scoring.asset, partitions=len(dates), run_id=context.run.run_id):
         session = open_session(p, config, model_registry, observability)
         results = {}
         for date in dates:
@@ -87,7 +89,8 @@ def _push_quietly(push, *args, **kwargs) -> None:
 def _push_failure(p: Pipeline, observability, values: dict) -> None:
     if observability.pushgateway_url:
         with contextlib.suppress(OSError):  # metrics never fail a run; its own failure is what matters
-            push_metrics(observability.pushgateway_url, p.predictions_asset, values, status="failure", pipeline=p.name)
+            push_metrics(observability.pushgateway_url, p.spec.scoring.asset, values, status="failure",
+                         pipeline=p.name)
 
 
 def _score_day(p: Pipeline, date: str, session: ScoringSession, context, lake, model_registry, observability,
@@ -98,9 +101,9 @@ def _score_day(p: Pipeline, date: str, session: ScoringSession, context, lake, m
     started_at, started = dt.datetime.now(dt.UTC), time.perf_counter()
     loaded, engine = session.loaded, session.engine
     ref, store = loaded.ref, p.lake(lake)
-    fields = {"partition": date, "model_version": ref.version, "stage": p.predictions_asset}
+    fields = {"partition": date, "model_version": ref.version, "stage": p.spec.scoring.asset}
     with classified_errors():
-        total_rows = store.parquet_file(p.features_asset, date).metadata.num_rows
+        total_rows = store.parquet_file(p.spec.features.asset, date).metadata.num_rows
     device = str(engine.device)
 
     def report(q: dict) -> None:
@@ -108,7 +111,7 @@ def _score_day(p: Pipeline, date: str, session: ScoringSession, context, lake, m
                          f"{q['rows_per_second']:,.0f} rows/s, ETA {q['eta_seconds']} s", extra={**fields, **q})
         if observability.pushgateway_url:  # the heartbeat of a long partition: a stuck run stops it (F7)
             threading.Thread(target=_push_quietly, daemon=True, name="bi-progress-push", args=(
-                push_progress, observability.pushgateway_url, p.predictions_asset, q["rows_done"], q["rows_total"]),
+                push_progress, observability.pushgateway_url, p.spec.scoring.asset, q["rows_done"], q["rows_total"]),
                 kwargs={"pipeline": p.name, "device": device}).start()  # never stalls the forward loop
 
     progress = ProgressReporter(total_rows, report, interval_s=observability.progress_interval_s)
@@ -118,16 +121,16 @@ def _score_day(p: Pipeline, date: str, session: ScoringSession, context, lake, m
     with classified_errors(), CpuTimer() as cpu:
         scored = score_partition(engine, store, date, Provenance(ref.name, ref.version, context.run.run_id),
                                  {"name": ref.name, "version": ref.version, "sha256": ref.artifact_sha256},
-                                 session.read_rows, session.checkpoint_rows, source=p.features_asset,
-                                 target=p.predictions_asset, progress=progress, reuse_committed=reuse)
+                                 session.read_rows, session.checkpoint_rows, source=p.spec.features.asset,
+                                 target=p.spec.scoring.asset, progress=progress, reuse_committed=reuse)
     if scored.reused:
         context.log.info(f"{p.name} {date}: already committed with this input and {ref.uri}; kept as it is",
                          extra=fields)
         return _reused_metadata(p, store, date, ref, scored, time.perf_counter() - started)
-    store.write(QUARANTINE, date, _quarantine_table(scored.rejected, p.predictions_asset),
-                part=f"part-{p.predictions_asset}.parquet")
+    store.write(QUARANTINE, date, _quarantine_table(scored.rejected, p.spec.scoring.asset),
+                part=f"part-{p.spec.scoring.asset}.parquet")
     seconds = time.perf_counter() - started
-    output_file = store.partition_file(p.predictions_asset, date)
+    output_file = store.partition_file(p.spec.scoring.asset, date)
     rows_in = scored.engine.rows_in + scored.resumed_rows
     entry = LedgerEntry(
         partition=date, run_id=context.run.run_id, model_name=ref.name, model_version=ref.version,
@@ -152,10 +155,10 @@ def _score_day(p: Pipeline, date: str, session: ScoringSession, context, lake, m
     if observability.pushgateway_url:
         url = observability.pushgateway_url
         try:
-            push_metrics(url, p.predictions_asset, {k: v for k, v in metadata.items() if isinstance(v, int | float)},
+            push_metrics(url, p.spec.scoring.asset, {k: v for k, v in metadata.items() if isinstance(v, int | float)},
                          device=entry.device, pipeline=p.name,
                          batch_durations_s=[ms / 1000 for ms in scored.engine.batch_latencies_ms])
-            push_progress(url, p.predictions_asset, rows_in, rows_in, running=False, pipeline=p.name, device=device)
+            push_progress(url, p.spec.scoring.asset, rows_in, rows_in, running=False, pipeline=p.name, device=device)
         except OSError as exc:  # metrics must never fail a scoring run
             context.log.warning(f"could not push metrics to {url}: {exc}")
     return metadata
@@ -163,11 +166,11 @@ def _score_day(p: Pipeline, date: str, session: ScoringSession, context, lake, m
 
 def _newest_event(p: Pipeline, store: Lake, date: str) -> dt.datetime | None:
     """The newest input event time of the day (feature freshness), if the pipeline has an event time."""
-    if not p.event_time_column or p.upstream_asset is not None or not store.exists(p.input_asset, date):
+    if not p.spec.input.event_time or p.upstream_key is not None or not store.exists(p.spec.input.asset, date):
         return None
     import pyarrow.compute as pc
 
-    column = store.read(p.input_asset, date, [p.event_time_column]).column(p.event_time_column)
+    column = store.read(p.spec.input.asset, date, [p.spec.input.event_time]).column(p.spec.input.event_time)
     return pc.max(column).as_py() if len(column) else None
 
 
@@ -175,7 +178,7 @@ def _metadata(p: Pipeline, entry: LedgerEntry, scored, seconds: float, store: La
               observability, loaded) -> dict:
     """Numbers the UI plots over partitions, plus provenance and links to MLflow."""
     quarantined = entry.rows_quarantined
-    upstream_part = f"part-{p.input_asset}.parquet"
+    upstream_part = f"part-{p.spec.input.asset}.parquet"
     if store.exists(QUARANTINE, entry.partition, upstream_part):
         quarantined += store.parquet_file(QUARANTINE, entry.partition, upstream_part).metadata.num_rows
     latencies = np.asarray(scored.engine.batch_latencies_ms or [0.0])
@@ -207,7 +210,7 @@ def _metadata(p: Pipeline, entry: LedgerEntry, scored, seconds: float, store: La
         "input_sha256": entry.input_sha256,
         "output_sha256": entry.output_sha256,
         "device": entry.device,
-        "path": dg.MetadataValue.path(store.uri_of(store.partition_file(p.predictions_asset, entry.partition))),
+        "path": dg.MetadataValue.path(store.uri_of(store.partition_file(p.spec.scoring.asset, entry.partition))),
     }
     metadata.update({k: int(v) for k, v in scored.engine.stats.items()})
     return metadata
@@ -215,10 +218,10 @@ def _metadata(p: Pipeline, entry: LedgerEntry, scored, seconds: float, store: La
 
 def _fully_recorded(p: Pipeline, store: Lake, date: str) -> bool:
     """The committed output has its quarantine file and a ledger record naming its digest."""
-    if not store.exists(p.predictions_asset, date) or not store.exists(
-            QUARANTINE, date, f"part-{p.predictions_asset}.parquet"):
+    if not store.exists(p.spec.scoring.asset, date) or not store.exists(
+            QUARANTINE, date, f"part-{p.spec.scoring.asset}.parquet"):
         return False
-    digest = store.file_digest(store.partition_file(p.predictions_asset, date))
+    digest = store.file_digest(store.partition_file(p.spec.scoring.asset, date))
     for name in store.list_files(store.partition_dir(LEDGER, date)):
         if name.endswith(".parquet") and store.read(LEDGER, date, ["output_sha256"], part=name).column(0)[0].as_py() \
                 == digest:
@@ -228,12 +231,12 @@ def _fully_recorded(p: Pipeline, store: Lake, date: str) -> bool:
 
 def _reused_metadata(p: Pipeline, store: Lake, date: str, ref, scored, seconds: float) -> dict:
     """Figures of a partition a resumed range kept: what is committed, and that it was reused."""
-    rows = store.parquet_file(p.predictions_asset, date).metadata.num_rows
+    rows = store.parquet_file(p.spec.scoring.asset, date).metadata.num_rows
     return {"rows": rows, "rows_in": scored.resumed_rows, "resumed_rows": scored.resumed_rows,
             "reused_committed_partition": True, "model_name": ref.name, "model_version": ref.version,
             "model_uri": ref.uri, "model_artifact_sha256": ref.artifact_sha256, "input_sha256": scored.input_sha256,
             "duration_seconds": round(seconds, 3),
-            "path": dg.MetadataValue.path(store.uri_of(store.partition_file(p.predictions_asset, date)))}
+            "path": dg.MetadataValue.path(store.uri_of(store.partition_file(p.spec.scoring.asset, date)))}
 
 
 def _quarantine_table(rejected: pa.Table, stage: str) -> pa.Table:

@@ -100,7 +100,7 @@ def score_partition(engine: InferenceEngine, lake: Lake, date: str, provenance: 
     done = set(lake.list_files(staging))
     source_file = lake.parquet_file(source, date)
     chunks = plan_chunks(source_file, checkpoint_rows)
-    columns = ["record_id", *engine.columns]
+    columns = [engine.key, *engine.columns]  # the row key first: adapters take it as column 0
     total = EngineResult(device=str(engine.device))
     resumed_rows = resumed_chunks = 0
     for index, groups in enumerate(chunks):

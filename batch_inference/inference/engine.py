@@ -38,9 +38,9 @@ PROVENANCE_FIELDS = [
 _SENTINEL = object()
 
 
-def output_schema(head: OutputHead) -> pa.Schema:
-    """`record_id`, the head's columns, then the provenance columns."""
-    return pa.schema([pa.field("record_id", pa.string()), *head.fields(), *PROVENANCE_FIELDS])
+def output_schema(head: OutputHead, key: str = "record_id") -> pa.Schema:
+    """The row key column `key`, the head's columns, then the provenance columns."""
+    return pa.schema([pa.field(key, pa.string()), *head.fields(), *PROVENANCE_FIELDS])
 
 
 @dataclass
@@ -173,11 +173,11 @@ class InferenceEngine:
     """Scores record batches: adapter -> model -> head, with provenance on every output row."""
 
     def __init__(self, model: torch.nn.Module, adapter: InputAdapter, head: OutputHead,
-                 config: EngineConfig | None = None, fold: bool = True) -> None:
+                 config: EngineConfig | None = None, fold: bool = True, key: str = "record_id") -> None:
         self.config = config or EngineConfig()
         self.device = resolve_device(self.config.device)
-        self.adapter, self.head = adapter, head
-        self.output_schema = output_schema(head)
+        self.adapter, self.head, self.key = adapter, head, key
+        self.output_schema = output_schema(head, key)
         if self.device.type == "cpu":
             keep_allocations_mapped()
             torch.set_num_threads(self.config.num_threads or max(1, os.cpu_count() or 1))
@@ -188,7 +188,7 @@ class InferenceEngine:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """Input columns the engine reads (besides `record_id`)."""
+        """Input columns the adapter reads (the engine reads the row key `key` first, then these)."""
         return tuple(self.adapter.columns)
 
     def fingerprint(self) -> str:
@@ -304,7 +304,7 @@ class InferenceEngine:
             rows, prepared = item
             if prepared.rejected_ids:
                 if reject is None:
-                    raise ValueError(f"{len(prepared.rejected_ids)} row(s) refused, e.g. record_id "
+                    raise ValueError(f"{len(prepared.rejected_ids)} row(s) refused, e.g. {self.key} "
                                      f"{prepared.rejected_ids[0]}: {prepared.rejected_reasons[0]}")
                 reject(RejectedRows(list(prepared.rejected_ids), list(prepared.rejected_reasons)))
             t0 = time.perf_counter()

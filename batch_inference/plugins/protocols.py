@@ -40,7 +40,7 @@ class Prepared:
     the input order. Rows the adapter refuses are listed with a reason and never reach the model.
     """
 
-    record_ids: pa.Array
+    record_ids: pa.Array  # the row keys of the kept rows (the batch's first column)
     chunks: list[Any]
     order: np.ndarray | None = None
     rejected_ids: list[str] = field(default_factory=list)
@@ -59,7 +59,8 @@ class InputAdapter(Protocol):
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """Columns of the features partition it reads, besides `record_id`."""
+        """Columns of the features partition it reads. Each batch it gets holds the row key (the
+        pipeline's `features.key`, default `input.key`) as its first column, then these."""
         ...
 
     def fingerprint(self) -> str:
@@ -123,3 +124,4 @@ class TrainingRequest:
     window: list[str]
     params: Mapping[str, Any]
     workdir: Path
+    key: str = "record_id"  # the features' row key column (the pipeline's `features.key`)

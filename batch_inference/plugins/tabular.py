@@ -43,7 +43,7 @@ class FloatMatrix:
         return "float_matrix:" + ",".join(self._columns)
 
     def prepare(self, batch: pa.RecordBatch, forward_rows: int) -> Prepared:
-        record_ids = batch.column("record_id")
+        record_ids = batch.column(0)  # the row key
         x = feature_matrix(batch, self._columns)
         finite = np.isfinite(x).all(axis=1)
         rejected_ids: list[str] = []

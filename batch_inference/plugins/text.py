@@ -79,7 +79,7 @@ class TextTokens:
 
     def prepare(self, batch: pa.RecordBatch, forward_rows: int) -> Prepared:
         """Tokenise, sort by length, chunk; refuse null texts."""
-        record_ids = batch.column("record_id")
+        record_ids = batch.column(0)  # the row key
         text = batch.column(self.column)
         rejected_ids: list[str] = []
         reasons: list[str] = []

@@ -126,15 +126,23 @@ def _inv_n(reference: Mapping) -> float:
     return 1.0 / n if isinstance(n, int | float) and n > 0 else 0.0  # legacy: no size recorded
 
 
-def psi(reference: dict, values: np.ndarray) -> float:
-    """Population stability index of `values` over the reference's bins (not bias-corrected)."""
+def psi(reference: dict, values: np.ndarray, pseudo_count: float = 0.0) -> float:
+    """Population stability index of `values` over the reference's bins.
+
+    `pseudo_count` > 0 smooths both sides (e.g. 0.5: Jeffreys, half a count per bin; the
+    reference's `rows`, when recorded, give its counts); 0 is the plain, not bias-corrected PSI.
+    """
     values = _finite(values)
     if len(values) == 0:
         return 0.0
     edges = np.asarray(reference["edges"], dtype=np.float64)
     expected = np.asarray(reference["proportions"], dtype=np.float64)
-    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(expected))
-    actual = counts / len(values)
+    k = len(expected)
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=k)
+    actual = (counts + pseudo_count) / (len(values) + pseudo_count * k)
+    ref_rows = reference.get("rows")
+    if pseudo_count and ref_rows:
+        expected = (expected * ref_rows + pseudo_count) / (ref_rows + pseudo_count * k)
     expected, actual = np.clip(expected, _EPS, None), np.clip(actual, _EPS, None)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from batch_inference.quality.drift import psi
+
 OK, WARN, ALERT, INSUFFICIENT = "ok", "warn", "alert", "insufficient_sample"
 REFERENCE_KIND = "batch_inference.embedding_drift.v1"
-_EPS = 1e-4
 _RANK = {OK: 0, INSUFFICIENT: 0, WARN: 1, ALERT: 2}
 
 
@@ -109,24 +110,6 @@ def _length_bins(lengths: np.ndarray, bins: int) -> dict[str, list[float]]:
             "rows": int(len(lengths))}
 
 
-def psi(reference: dict[str, Any], values: np.ndarray) -> float:
-    """Population stability index of `values` over the reference's bins (Jeffreys-smoothed:
-    half a pseudo-count per bin on both sides; the reference's `rows` give its counts)."""
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return 0.0
-    edges = np.asarray(reference["edges"], dtype=np.float64)
-    expected = np.asarray(reference["proportions"], dtype=np.float64)
-    k = len(expected)
-    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=k)
-    actual = (counts + 0.5) / (len(values) + 0.5 * k)
-    ref_rows = reference.get("rows")
-    if ref_rows:
-        expected = (expected * ref_rows + 0.5) / (ref_rows + 0.5 * k)
-    expected, actual = np.clip(expected, _EPS, None), np.clip(actual, _EPS, None)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
-
-
 def chi2_quantile(dof: int, z: float = 3.09) -> float:
     """Wilson-Hilferty approximation of a chi-square quantile (z = 3.09: the 99.9th percentile)."""
     k = max(1, int(dof))
@@ -193,7 +176,7 @@ def compare_day(reference: dict[str, Any], embeddings: np.ndarray, text_lengths:
         null_q99 = chi2_quantile(len(bins["proportions"]) - 1) * scale
         p_warn = max(t.psi_warn, null_q99)
         p_alert = max(t.psi_alert, t.psi_noise_alert * null_q99)
-        value = psi(bins, np.asarray(text_lengths, dtype=np.float64))
+        value = psi(bins, np.asarray(text_lengths, dtype=np.float64), pseudo_count=0.5)  # Jeffreys-smoothed
         metrics.append(MetricRow("text_length_psi", value, p_warn, p_alert, _status(value, p_warn, p_alert)))
     status = max((m.status for m in metrics), key=_RANK.__getitem__)
     return EmbeddingDriftReport(status, rows, metrics)
@@ -201,17 +184,17 @@ def compare_day(reference: dict[str, Any], embeddings: np.ndarray, text_lengths:
 
 def compare_tables(reference: dict[str, Any], embeddings: pa.Table, features: pa.Table | None = None,
                    thresholds: EmbeddingDriftThresholds | None = None, *, embedding_column: str = "embedding",
-                   length_column: str = "text_length") -> EmbeddingDriftReport:
+                   length_column: str = "text_length", key: str = "record_id") -> EmbeddingDriftReport:
     """`compare_day` over a day's output partition and (optionally) its features partition.
 
-    Text lengths are taken from the feature rows that were embedded (joined on record_id).
+    Text lengths are taken from the feature rows that were embedded (joined on the row key `key`).
     """
     matrix = embedding_matrix(embeddings.column(embedding_column))
     lengths = None
     if features is not None and length_column in features.column_names:
         import pyarrow.compute as pc
 
-        kept = pc.is_in(features.column("record_id"), value_set=embeddings.column("record_id").combine_chunks())
+        kept = pc.is_in(features.column(key), value_set=embeddings.column(key).combine_chunks())
         lengths = features.filter(kept).column(length_column).to_numpy(zero_copy_only=False)
     return compare_day(reference, matrix, lengths, thresholds)
 
@@ -230,12 +213,13 @@ def drift_check(p: Any, reference: dict[str, Any], store: Any, date: str, thresh
         min_rows=int(getattr(thresholds, "min_rows", EmbeddingDriftThresholds.min_rows)),
         psi_warn=float(getattr(thresholds, "psi_warn", EmbeddingDriftThresholds.psi_warn)),
         psi_alert=float(getattr(thresholds, "psi_alert", EmbeddingDriftThresholds.psi_alert)))
-    embeddings = store.read(p.predictions_asset, date, ["record_id", embedding_column])
+    key = p.row_key
+    embeddings = store.read(p.spec.scoring.asset, date, [key, embedding_column])
     features = None
-    if length_column and length_column in store.parquet_file(p.features_asset, date).schema_arrow.names:
-        features = store.read(p.features_asset, date, ["record_id", length_column])
+    if length_column and length_column in store.parquet_file(p.spec.features.asset, date).schema_arrow.names:
+        features = store.read(p.spec.features.asset, date, [key, length_column])
     report = compare_tables(reference, embeddings, features, t, embedding_column=embedding_column,
-                            length_column=length_column or "length")
+                            length_column=length_column or "length", key=key)
     table: Any = report.as_markdown()
     try:
         import dagster as dg

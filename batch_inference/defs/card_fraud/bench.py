@@ -9,7 +9,6 @@ BENCH_REPEATS runs, each in a fresh process), plus `forward_only` (the model alo
 from __future__ import annotations
 
 import json
-import os
 import queue
 import resource
 import statistics
@@ -23,18 +22,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch_inference.settings import load_settings
+from batch_inference.settings import environment_copy, load_settings
 
 BENCH_DATE = "2026-01-01"
 FEATURES = tuple(f"f{i:02d}" for i in range(64))
 
 
 def _home() -> Path:
-    return Path(os.environ.get("BENCH_HOME", "bench_home")).resolve()
+    return Path(load_settings().bench.get("HOME", "bench_home")).resolve()
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    env = environment_copy()
     env.update({"BATCH_INFERENCE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")})
     for name in ("BATCH_INFERENCE_LAKE_URI", "BATCH_INFERENCE_LANDING_URI", "MLFLOW_TRACKING_URI"):
         env.pop(name, None)
@@ -227,9 +226,10 @@ def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--prepare":
         prepare(_home(), int(sys.argv[2]))
         return 0
-    home, rows = _home(), int(os.environ.get("BENCH_ROWS", "4000000"))
-    repeats = int(os.environ.get("BENCH_REPEATS", "3"))
-    names = os.environ.get("BENCH_ONLY", "forward_only,plain_loop,engine,materialize").split(",")
+    knobs = load_settings().bench
+    home, rows = _home(), int(knobs.get("ROWS", "4000000"))
+    repeats = int(knobs.get("REPEATS", "3"))
+    names = knobs.get("ONLY", "forward_only,plain_loop,engine,materialize").split(",")
     (home / "dagster_home").mkdir(parents=True, exist_ok=True)
     # In its own process: Linux children inherit the parent's peak RSS, so preparing gigabytes of
     # data here would inflate every measurement's `peak_rss_mb`.

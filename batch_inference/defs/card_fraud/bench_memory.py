@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from batch_inference.settings import environment_copy, load_settings
+
 PIPELINE = "card_fraud"
 STEPS = ("transactions", "features", "predictions", "serving_predictions")
 DAY = "2026-01-08"
@@ -34,7 +36,7 @@ def _bin(name: str) -> str:
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    env = environment_copy()
     env.update({"BATCH_INFERENCE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")})
     for name in ("BATCH_INFERENCE_LAKE_URI", "BATCH_INFERENCE_LANDING_URI", "MLFLOW_TRACKING_URI",
                  "BATCH_INFERENCE_WAREHOUSE_SQL", "BATCH_INFERENCE_ENV"):
@@ -93,8 +95,9 @@ def measure(rows: int, root: Path) -> list[dict]:
 
 
 def main() -> int:
-    sizes = [int(s) for s in os.environ.get("BENCH_MEMORY_ROWS", "1000000,3000000,5000000").split(",") if s]
-    root = Path(os.environ.get("BENCH_MEMORY_HOME", "bench_memory_home")).resolve()
+    knobs = load_settings().bench
+    sizes = [int(s) for s in knobs.get("MEMORY_ROWS", "1000000,3000000,5000000").split(",") if s]
+    root = Path(knobs.get("MEMORY_HOME", "bench_memory_home")).resolve()
     print(f"# bench-memory {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, sizes {sizes}, data root {root}",
           file=sys.stderr)
     table: dict[str, dict[int, int]] = {}

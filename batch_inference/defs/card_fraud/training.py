@@ -74,14 +74,15 @@ def score(model: nn.Module, x: np.ndarray, batch_size: int = 65_536) -> np.ndarr
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def train(table: pa.Table, features: tuple[str, ...], params: TrainingParams | None = None) -> TrainedModel:
-    """Train on labelled rows of `table`; evaluate on a deterministic hold-out split."""
+def train(table: pa.Table, features: tuple[str, ...], params: TrainingParams | None = None,
+          key: str = "record_id") -> TrainedModel:
+    """Train on labelled rows of `table`; evaluate on a deterministic hold-out split (by row key)."""
     params = params or TrainingParams()
     if table.num_rows == 0:
         raise ValueError("no labelled feature rows to train on")
     torch.manual_seed(params.seed)
     rng = np.random.default_rng(params.seed)
-    is_holdout = holdout_mask(table.column("record_id"), params.holdout_fraction)
+    is_holdout = holdout_mask(table.column(key), params.holdout_fraction)
     x_all = to_matrix(table, features)
     y_all = table.column("label").to_numpy(zero_copy_only=False).astype(np.float32)
     x_train, y_train = x_all[~is_holdout], y_all[~is_holdout]
@@ -122,9 +123,9 @@ def train(table: pa.Table, features: tuple[str, ...], params: TrainingParams | N
     return TrainedModel(model, model_config(features, params.hidden_sizes), metrics, reference, x_hold, y_hold)
 
 
-def feature_columns(table: pa.Table) -> tuple[str, ...]:
-    """Every float feature column of the features table (all but `record_id` and `label`)."""
-    return tuple(n for n in table.column_names if n not in ("record_id", "label"))
+def feature_columns(table: pa.Table, key: str = "record_id") -> tuple[str, ...]:
+    """Every float feature column of the features table (all but the row key and `label`)."""
+    return tuple(n for n in table.column_names if n not in (key, "label"))
 
 
 def build_model(request: TrainingRequest) -> TrainedArtifact:
@@ -132,9 +133,9 @@ def build_model(request: TrainingRequest) -> TrainedArtifact:
     if request.features is None or request.features.num_rows == 0:
         raise ValueError("no labelled feature rows to train on: materialize the input and features first")
     options = dict(request.params)
-    features = tuple(options.pop("features", None) or feature_columns(request.features))  # a subset, if given
+    features = tuple(options.pop("features", None) or feature_columns(request.features, request.key))  # or a subset
     params = TrainingParams(**{k: tuple(v) if k == "hidden_sizes" else v for k, v in options.items()})
-    trained = train(request.features, features, params)
+    trained = train(request.features, features, params, key=request.key)
     directory = request.workdir / "model"
     save_model(trained.model, trained.config, directory)
     (directory / REFERENCE_FILE).write_text(json.dumps(trained.reference))

@@ -28,9 +28,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from batch_inference.settings import environment_copy, load_settings
+
 MODES = ("st_default", "st_best", "forward_only", "engine")
-MAX_TOKENS = int(os.environ.get("BENCH_MAX_TOKENS", "4096"))  # the YAML's max_tokens_per_chunk on CPU
 ST_DEFAULT_BATCH = 32
+
+
+def max_tokens() -> int:
+    """BENCH_MAX_TOKENS, else 4096: the YAML's max_tokens_per_chunk on CPU."""
+    return int(load_settings().bench.get("MAX_TOKENS", "4096"))
 
 
 def _texts(n: int) -> list[str]:
@@ -110,7 +116,7 @@ def _run_forward_only(texts: list[str], device: str, read_rows: int, forward_row
     from batch_inference.plugins.text import TextTokens
 
     loaded = _load_packaged()
-    adapter = TextTokens.from_model(loaded, max_tokens_per_chunk=MAX_TOKENS)
+    adapter = TextTokens.from_model(loaded, max_tokens_per_chunk=max_tokens())
     module = loaded.module.to(device).eval()
     chunks = []
     for start in range(0, len(texts), read_rows):
@@ -141,7 +147,7 @@ def _run_engine(texts: list[str], device: str, read_rows: int, forward_rows: int
     source = workdir / "features.parquet"
     pq.write_table(pa.table({"record_id": pa.array([f"t{i:07d}" for i in range(len(texts))]),
                              "text": pa.array(texts, pa.string())}), source, row_group_size=512)
-    engine = InferenceEngine(loaded.module, TextTokens.from_model(loaded, max_tokens_per_chunk=MAX_TOKENS),
+    engine = InferenceEngine(loaded.module, TextTokens.from_model(loaded, max_tokens_per_chunk=max_tokens()),
                              Embedding(int(loaded.config["dimension"])),
                              EngineConfig(device=device, read_batch_rows=read_rows, forward_rows=forward_rows))
     warm = pa.record_batch({"record_id": ["w"], "text": ["warm up"]})
@@ -184,7 +190,7 @@ def worker(mode: str, n: int, batch_size: int, read_rows: int, forward_rows: int
 def _spawn(mode: str, n: int, batch_size: int, read_rows: int, forward_rows: int) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "batch_inference.defs.support_tickets.bench", "--worker", mode, "--texts", str(n),
            "--batch-size", str(batch_size), "--read-rows", str(read_rows), "--forward-rows", str(forward_rows)]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TQDM_DISABLE="1")
+    env = environment_copy(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TQDM_DISABLE="1")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"bench worker {mode} failed:\n{done.stderr[-3000:]}")
@@ -196,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", choices=MODES)
     parser.add_argument("--texts", type=int)
     parser.add_argument("--batch-size", type=int, default=ST_DEFAULT_BATCH)
-    parser.add_argument("--read-rows", type=int, default=int(os.environ.get("BENCH_READ_ROWS", 1024)))
-    parser.add_argument("--forward-rows", type=int, default=int(os.environ.get("BENCH_FORWARD_ROWS", 256)))
+    knobs = load_settings().bench
+    parser.add_argument("--read-rows", type=int, default=int(knobs.get("READ_ROWS", 1024)))
+    parser.add_argument("--forward-rows", type=int, default=int(knobs.get("FORWARD_ROWS", 256)))
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker, args.texts, args.batch_size, args.read_rows, args.forward_rows)))
@@ -206,12 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     device = _device()
-    n = args.texts or int(os.environ.get("BENCH_TEXTS", 20_000 if device == "cuda" else 1_000))
-    sizes = [int(s) for s in os.environ.get("BENCH_BATCH_SIZES", "16,64,128").split(",") if s]
+    n = args.texts or int(knobs.get("TEXTS", 20_000 if device == "cuda" else 1_000))
+    sizes = [int(s) for s in knobs.get("BATCH_SIZES", "16,64,128").split(",") if s]
     rr, fr = args.read_rows, args.forward_rows
     report: dict[str, Any] = {"bench": "text_embeddings", "model": "all-MiniLM-L6-v2", "device": device,
                               "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                              "read_rows": rr, "forward_rows": fr, "max_tokens_per_chunk": MAX_TOKENS}
+                              "read_rows": rr, "forward_rows": fr, "max_tokens_per_chunk": max_tokens()}
     first = {"st_default": _spawn("st_default", n, ST_DEFAULT_BATCH, rr, fr)}
     sweep = {ST_DEFAULT_BATCH: first["st_default"]}
     for size in sizes:
