@@ -8,6 +8,11 @@ the files it opened, so it only ever sees whole days.
 
 `warehouse.sql` under the data root holds those views; `duckdb -init warehouse.sql` or
 `connect()` gives a ready connection.
+
+A key is served once: the view of a pipeline's serving asset keeps, for each `record_id`, the row
+of the latest day that holds it (a key re-delivered on a later day replaces the earlier row; the
+order days were ingested or backfilled in does not matter). The other views (predictions, features,
+...) show each day's files as they are.
 """
 
 from __future__ import annotations
@@ -34,10 +39,24 @@ def _ident(name: str) -> str:
     return validate_identifier(name)
 
 
-def _view_ddl(pipeline: str, asset: str, source: str) -> list[str]:
-    """The schema and view of one lake asset, over `source` (a table function or a registered name)."""
+SERVED_KEY = "record_id"  # the key of every output row (the engine's output schema)
+
+
+def serving_assets() -> set[tuple[str, str]]:
+    """(pipeline, serving asset) of every pipeline declared in the defs folder (read from its YAML)."""
+    from batch_inference.pipelines import discover
+
+    return {(name, info.asset("serving", "serving_predictions")) for name, info in discover().items()}
+
+
+def _view_ddl(pipeline: str, asset: str, source: str, one_row_per_key: bool = False) -> list[str]:
+    """The schema and view of one lake asset, over `source` (a table function or a registered name);
+    with `one_row_per_key`, the latest day's row of each key only."""
+    select = f"SELECT * FROM {source}"  # noqa: S608 - validated identifiers and quoted literals only
+    if one_row_per_key:
+        select += f" QUALIFY row_number() OVER (PARTITION BY {SERVED_KEY} ORDER BY date DESC) = 1"
     return [f"CREATE SCHEMA IF NOT EXISTS {_ident(pipeline)};",
-            f"CREATE OR REPLACE VIEW {_ident(pipeline)}.{_ident(asset)} AS SELECT * FROM {source};"]  # noqa: S608
+            f"CREATE OR REPLACE VIEW {_ident(pipeline)}.{_ident(asset)} AS {select};"]
 
 
 def lake_assets(fs: pafs.FileSystem, root: str) -> list[tuple[str, str, str]]:
@@ -55,10 +74,12 @@ def view_statements(lake_root: str) -> list[str]:
     """`CREATE VIEW <pipeline>.<asset>` for every asset folder with data under a local lake root."""
     fs, root = filesystem_for(lake_root)
     statements: list[str] = []
+    served = serving_assets()
     for pipeline, asset, path in lake_assets(fs, root):
         # The path is quoted as a literal; the identifiers are validated and quoted.
         statements += _view_ddl(pipeline, asset, f"read_parquet({_literal(f'{path}/date=*/*.parquet')}, "
-                                                 "hive_partitioning = true, union_by_name = true)")
+                                                 "hive_partitioning = true, union_by_name = true)",
+                                (pipeline, asset) in served)
     return statements
 
 
@@ -90,11 +111,12 @@ def connect(lake_root: str) -> duckdb.DuckDBPyConnection:
     import pyarrow.dataset as ds
 
     partitioning = ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive")  # as the local views
+    served = serving_assets()
     for pipeline, asset, path in lake_assets(fs, root):
         name = f"_{validate_identifier(pipeline)}__{validate_identifier(asset)}"
         con.register(name, ds.dataset(path, filesystem=fs, format="parquet", partitioning=partitioning,
                                       exclude_invalid_files=True))
-        for statement in _view_ddl(pipeline, asset, name):
+        for statement in _view_ddl(pipeline, asset, name, (pipeline, asset) in served):
             con.execute(statement)
     return con
 

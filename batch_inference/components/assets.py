@@ -73,9 +73,9 @@ def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
         path = lake.landing_path(p.landing_entity, date)
         with classified_errors("docs/runbooks/F2.md"):  # a bad file fails here, before anything is written
             table = read_landing_file(fs, path, p.arrow_schema, root=root)
-        valid, rejected = screen_rows(table, p.rules, stage=p.input_asset, key=p.key_column,
-                                      event_time=p.event_time_column, date=date,
-                                      tolerance=p.event_time_tolerance)
+            valid, rejected = screen_rows(table, p.rules, stage=p.input_asset, key=p.key_column,
+                                          event_time=p.event_time_column, date=date,
+                                          tolerance=p.event_time_tolerance)
         store = p.lake(lake)
         uri = store.write(p.input_asset, date, valid)
         store.write(QUARANTINE, date, rejected, part=quarantine_part(p.input_asset))

@@ -32,6 +32,7 @@ from batch_inference.components.automation import (
 from batch_inference.components.checks import build_checks, prediction_check_names
 from batch_inference.components.pipeline import Pipeline
 from batch_inference.k8s import GPU_STEP_K8S_CONFIG, merge_k8s_config
+from batch_inference.quality.completeness import DEFAULT_MAX_QUARANTINE_SHARE
 from batch_inference.quality.drift import DriftThresholds
 
 
@@ -95,6 +96,8 @@ class QualitySpec(dg.Model):
     ks_alert: float = 0.2
     drift_features: int = 6
     min_sample_rows: int = 500
+    max_quarantine_share: float = Field(DEFAULT_MAX_QUARANTINE_SHARE, ge=0.0, le=1.0, description="The completeness "
+                                        "check blocks a day when a larger share of its landing rows is quarantined.")
     drift_check: str | None = Field(None, description="Import path of a custom drift check function.")
     drift_params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the custom "
                                          "drift check (e.g. which feature column holds text lengths).")
@@ -164,6 +167,7 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
             rescore_window_days=self.automation.rescore_window_days,
             canary=self.automation.canary, nightly_hour=self.automation.nightly_hour,
             serving_asset=self.serving.asset, partitions_per_run=self.backfill.partitions_per_run,
+            max_quarantine_share=q.max_quarantine_share,
         )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

@@ -20,6 +20,7 @@ from batch_inference.lake import Lake
 from batch_inference.modeling.registry import ModelRegistry
 from batch_inference.plugins.loading import PluginError, check_protocol, load_object, locate
 from batch_inference.plugins.protocols import InputAdapter, ModelFormat, OutputHead
+from batch_inference.quality.completeness import DEFAULT_MAX_QUARANTINE_SHARE
 from batch_inference.quality.drift import DriftThresholds
 from batch_inference.validation import validate_identifier
 
@@ -76,6 +77,7 @@ class Pipeline:
     nightly_hour: int
     serving_asset: str
     partitions_per_run: int = 1
+    max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE  # the volume gate of the completeness check
     tags: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
