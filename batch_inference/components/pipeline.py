@@ -84,6 +84,9 @@ class Pipeline:
         validate_identifier(self.name)
         for asset in (self.input_asset, self.features_asset, self.predictions_asset, self.serving_asset):
             validate_identifier(asset)
+        if not 0.0 <= self.max_quarantine_share <= 1.0:
+            raise ValueError(f"{self.name}: quality.max_quarantine_share must lie in [0, 1], "
+                             f"got {self.max_quarantine_share}")
         if self.landing_entity is None and self.upstream_asset is None:
             self.landing_entity = self.input_asset
         self.partitions_def = dg.DailyPartitionsDefinition(start_date=self.partitions_start, end_offset=0)
