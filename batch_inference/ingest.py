@@ -185,8 +185,13 @@ def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
 
 
 def quarantine_rows(rows: pa.Table, reasons: list[str], stage: str, key: str = "record_id") -> pa.Table:
-    """Quarantine records that keep each row's original values as JSON."""
-    originals = [json.dumps(row, default=str, allow_nan=True) for row in rows.to_pylist()]
+    """Quarantine records that keep each row's original values as JSON (times as Arrow prints them, so a
+    timestamp outside Python's years 1..9999 is kept too)."""
+    printable = rows
+    for index, field in enumerate(rows.schema):
+        if pa.types.is_temporal(field.type):
+            printable = printable.set_column(index, field.name, rows.column(index).cast(pa.string()))
+    originals = [json.dumps(row, default=str, allow_nan=True) for row in printable.to_pylist()]
     ids = rows.column(key) if key in rows.column_names else pa.nulls(rows.num_rows, pa.string())
     return pa.table(
         {
