@@ -9,11 +9,10 @@ the files it opened, so it only ever sees whole days.
 `warehouse.sql` under the data root holds those views; `duckdb -init warehouse.sql` or
 `connect()` gives a ready connection.
 
-A key is served once: the view of a pipeline's serving asset keeps, for each key (`record_id`, or the
-row key its YAML declares), the row
-of the latest day that holds it (a key re-delivered on a later day replaces the earlier row; the
-order days were ingested or backfilled in does not matter). The other views (predictions, features,
-...) show each day's files as they are.
+A key is served once: the view of a pipeline's serving asset keeps, for each key (`record_id`, or
+the row key its YAML declares), the row of the latest day that holds it (a key re-delivered on a
+later day replaces the earlier row; the order days were ingested or backfilled in does not
+matter). The other views (predictions, features, ...) show each day's files as they are.
 """
 
 from __future__ import annotations
