@@ -77,3 +77,23 @@ def test_unchanged_files_are_not_rehashed_until_the_full_pass(tmp_path):
     full = scan_landing(listings(), cursor, now_ns=now + 3601 * 10**9, full_pass_seconds=3600)
     assert len(hashed) == 2 and full.changed == []  # re-hashed, same content: no run
     assert full.cursor["transactions_2026-01-05.parquet"]["checked_ns"] == now + 3601 * 10**9
+
+
+def test_the_full_pass_hashes_a_few_files_per_tick_longest_unchecked_first(tmp_path):
+    import time
+
+    landing = tmp_path / "landing"
+    for day in ("2026-01-05", "2026-01-06", "2026-01-07"):
+        write_landing(day, 10, landing)
+    now = time.time_ns() + 10**10
+    cursor = scan_landing(list_filesystem(pafs.LocalFileSystem(), str(landing)), {}, now_ns=now).cursor
+    cursor["transactions_2026-01-07.parquet"]["checked_ns"] -= 10**9  # checked a second earlier than the others
+    later = now + 3601 * 10**9
+    tick = scan_landing(list_filesystem(pafs.LocalFileSystem(), str(landing)), cursor, now_ns=later,
+                        full_pass_seconds=3600, full_pass_files=2)
+    rehashed = sorted(n for n, e in tick.cursor.items() if e["checked_ns"] == later)
+    assert rehashed == ["transactions_2026-01-05.parquet", "transactions_2026-01-07.parquet"]
+    assert tick.changed == []
+    following = scan_landing(list_filesystem(pafs.LocalFileSystem(), str(landing)), tick.cursor,
+                             now_ns=later + 10**9, full_pass_seconds=3600, full_pass_files=2)
+    assert following.cursor["transactions_2026-01-06.parquet"]["checked_ns"] == later + 10**9
