@@ -34,7 +34,7 @@ QUARANTINE_SCHEMA = pa.schema([
 ])
 
 __all__ = ["OUT_OF_DAY", "QUARANTINE_SCHEMA", "BadInputFileError", "escape_invalid_utf8", "quarantine_rows",
-           "read_landing_file", "screen_rows"]
+           "read_landing_file", "screen_rows", "screen_utf8"]
 
 OUT_OF_DAY = "outside the partition's day"  # in the reason of a row whose event time is not the file's day
 INVALID_UTF8 = "invalid UTF-8"
@@ -163,8 +163,9 @@ def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
         empty = pc.equal(pc.utf8_length(pc.fill_null(ids, "")), 0).to_numpy(zero_copy_only=False)
         flag(empty & ~null_id, f"empty {key}")
     live = np.flatnonzero(reasons == None)  # noqa: E711 - duplicates among rows not yet quarantined
-    dup = pd.Series(ids.take(pa.array(live)).to_numpy(zero_copy_only=False), dtype=object).duplicated(keep="first")
-    flag(np.isin(np.arange(len(reasons)), live[dup.to_numpy()]), f"duplicate {key}")
+    dup = np.zeros(len(reasons), dtype=bool)
+    dup[live[pd.Series(ids.take(pa.array(live)).to_numpy(zero_copy_only=False), dtype=object).duplicated().to_numpy()]] = True
+    flag(dup, f"duplicate {key}")
     if event_time is not None and date is not None:
         day = dt.datetime.combine(dt.date.fromisoformat(date), dt.time(), tzinfo=dt.UTC)
         low, high = day - tolerance, day + dt.timedelta(days=1) + tolerance
