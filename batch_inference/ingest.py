@@ -163,8 +163,9 @@ def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
         empty = pc.equal(pc.utf8_length(pc.fill_null(ids, "")), 0).to_numpy(zero_copy_only=False)
         flag(empty & ~null_id, f"empty {key}")
     live = np.flatnonzero(reasons == None)  # noqa: E711 - duplicates among rows not yet quarantined
+    live_ids = pd.Series(ids.take(pa.array(live)).to_numpy(zero_copy_only=False), dtype=object)
     dup = np.zeros(len(reasons), dtype=bool)
-    dup[live[pd.Series(ids.take(pa.array(live)).to_numpy(zero_copy_only=False), dtype=object).duplicated().to_numpy()]] = True
+    dup[live[live_ids.duplicated().to_numpy()]] = True
     flag(dup, f"duplicate {key}")
     if event_time is not None and date is not None:
         day = dt.datetime.combine(dt.date.fromisoformat(date), dt.time(), tzinfo=dt.UTC)
