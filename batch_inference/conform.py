@@ -1,7 +1,9 @@
 """Strict conformance of an input table to a schema: lossless conversions only.
 
 Accepted (every value survives unchanged): another column order, extra columns (dropped),
-dictionary-encoded and large/view strings, integers of any width or signedness whose values fit
+dictionary-encoded and large/view strings, binary values in a text column (Parquet byte arrays
+written without the UTF-8 annotation; each value's UTF-8 is judged per row by the row screen, so a
+bad value quarantines its row, not the file), integers of any width or signedness whose values fit
 the target, integers and floats into a float column when every value round-trips exactly
 (float32 -> float64 always does), timestamps of another unit or time zone (tz-aware values are
 instants; only a unit change that would truncate is refused), and all-null columns.
@@ -28,6 +30,16 @@ class BadInputFileError(ValueError):
 
 def _is_text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+TEXT_OF_BINARY = {pa.binary(): pa.string(), pa.large_binary(): pa.large_string(), pa.binary_view(): pa.string_view()}
+
+
+def binary_as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Byte arrays reinterpreted as text, without validating: `ingest.screen_rows` judges every value's
+    UTF-8 per row (a cast would fail the whole file on one bad value)."""
+    text = TEXT_OF_BINARY[column.type]
+    return pa.chunked_array([chunk.view(text) for chunk in column.chunks], text)
 
 
 def _refusal(found: pa.DataType, expected: pa.DataType) -> str | None:
@@ -131,6 +143,8 @@ def conform_table(table: pa.Table, schema: pa.Schema, source: str) -> pa.Table:
         found = column.type
         if pa.types.is_dictionary(found):
             column = column.cast(found.value_type)
+        if column.type in TEXT_OF_BINARY and _is_text(field.type):
+            column = binary_as_text(column)
         if pa.types.is_null(column.type):  # all null: nothing to lose; nulls are judged below
             column = pa.chunked_array([pa.nulls(len(column), field.type)], field.type)
         if column.type != field.type:

@@ -3,6 +3,11 @@
 The row rules are the pipeline's own input schema (pandera), the same one its schema check runs:
 a row that would fail a row-level constraint is quarantined with the reason, so a bad row never
 fails a day. File-level problems (missing column, lossy type, unreadable file) fail the file.
+
+Every text value is validated as UTF-8 here, first: Parquet readers do not, and one invalid byte
+would otherwise crash the key screen, fail the schema check, or poison every later DuckDB query
+over the column. A row with an invalid value is quarantined naming the column and the value
+(invalid bytes shown as backslash escapes), and nothing unvalidated is written to the lake.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from batch_inference.conform import BadInputFileError, conform_table
+from batch_inference.conform import TEXT_OF_BINARY, BadInputFileError, binary_as_text, conform_table
 from batch_inference.quality.schema_validation import failing_rows
 
 QUARANTINE_SCHEMA = pa.schema([
@@ -28,7 +33,85 @@ QUARANTINE_SCHEMA = pa.schema([
     ("original", pa.string()),
 ])
 
-__all__ = ["QUARANTINE_SCHEMA", "BadInputFileError", "quarantine_rows", "read_landing_file", "screen_rows"]
+__all__ = ["OUT_OF_DAY", "QUARANTINE_SCHEMA", "BadInputFileError", "escape_invalid_utf8", "quarantine_rows",
+           "read_landing_file", "screen_rows", "screen_utf8"]
+
+OUT_OF_DAY = "outside the partition's day"  # in the reason of a row whose event time is not the file's day
+INVALID_UTF8 = "invalid UTF-8"
+_VALIDATE_ROWS = 8192  # text is validated in slices; only a slice that fails is decoded value by value
+_SHOWN_CHARS = 60
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _invalid_positions(chunk: pa.Array) -> list[int]:
+    """Rows of a text array whose bytes are not valid UTF-8 (vectorised validation, slice by slice)."""
+    bad: list[int] = []
+    for start in range(0, len(chunk), _VALIDATE_ROWS):
+        part = chunk.slice(start, _VALIDATE_ROWS)
+        try:
+            part.validate(full=True)
+        except pa.ArrowInvalid:
+            for i, value in enumerate(part.cast(_binary_of(part.type)).to_pylist()):
+                if value is not None and not _is_utf8(value):
+                    bad.append(start + i)
+    return bad
+
+
+def _binary_of(t: pa.DataType) -> pa.DataType:
+    return {pa.large_string(): pa.large_binary(), pa.string_view(): pa.binary_view()}.get(t, pa.binary())
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def escape_invalid_utf8(column: pa.ChunkedArray | pa.Array) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """(column with each invalid UTF-8 value replaced by its backslash-escaped text, mask of those rows).
+
+    A text column's other values are unchanged; a non-text column is returned as is. The escaped
+    text names the bad value in a quarantine reason and lets the key be compared and stored.
+    """
+    column = column if isinstance(column, pa.ChunkedArray) else pa.chunked_array([column], column.type)
+    mask = np.zeros(len(column), dtype=bool)
+    if not _is_text(column.type):
+        return column, mask
+    chunks, offset = [], 0
+    for chunk in column.chunks:
+        bad = _invalid_positions(chunk)
+        if bad:
+            values = chunk.cast(_binary_of(chunk.type)).to_pylist()
+            for i in bad:
+                values[i] = values[i].decode("utf-8", "backslashreplace")
+                mask[offset + i] = True
+            chunk = pa.array([v.decode("utf-8") if isinstance(v, bytes) else v for v in values], chunk.type)
+        chunks.append(chunk)
+        offset += len(chunk)
+    return pa.chunked_array(chunks, column.type), mask
+
+
+def _shown(text: str) -> str:
+    """A value for a message: quoted, invalid bytes as escapes, long text cut."""
+    return "'" + (text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "...") + "'"
+
+
+def screen_utf8(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """(table with invalid text values escaped, one reason per row or None) for every text column."""
+    reasons = np.full(table.num_rows, None, dtype=object)
+    for index, name in enumerate(table.column_names):
+        escaped, bad = escape_invalid_utf8(table.column(index))
+        if not bad.any():
+            continue
+        for row in np.flatnonzero(bad & (reasons == None)):  # noqa: E711 - elementwise
+            reasons[row] = f"{name}: {INVALID_UTF8} in value {_shown(escaped[int(row)].as_py())}"
+        table = table.set_column(index, table.field(index), escaped)
+    return table, reasons
 
 
 def _refuse_symlink(fs: pafs.FileSystem, path: str, root: str | None) -> None:
@@ -64,12 +147,11 @@ def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
                 tolerance: dt.timedelta = dt.timedelta(0)) -> tuple[pa.Table, pa.Table]:
     """Split rows into (valid, quarantined-with-reason); every input row lands in exactly one.
 
-    In order: the key (null, empty, a later duplicate; the first occurrence is kept), the event
-    time (outside the partition's day by more than `tolerance`), then the row rules of `rules`,
-    a pandera DataFrameModel.
+    In order: text that is not valid UTF-8 (any text column), the key (null, empty, a later
+    duplicate; the first occurrence is kept), the event time (outside the partition's day by more
+    than `tolerance`), then the row rules of `rules`, a pandera DataFrameModel.
     """
-    n = table.num_rows
-    reasons = np.full(n, None, dtype=object)
+    table, reasons = screen_utf8(table)
 
     def flag(mask: np.ndarray, reason: str) -> None:
         reasons[(reasons == None) & mask] = reason  # noqa: E711 - elementwise
@@ -80,8 +162,11 @@ def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
     if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
         empty = pc.equal(pc.utf8_length(pc.fill_null(ids, "")), 0).to_numpy(zero_copy_only=False)
         flag(empty & ~null_id, f"empty {key}")
-    dup = pd.Series(ids.to_numpy(zero_copy_only=False), dtype=object).duplicated(keep="first").to_numpy()
-    flag(dup & ~null_id, f"duplicate {key}")
+    live = np.flatnonzero(reasons == None)  # noqa: E711 - duplicates among rows not yet quarantined
+    live_ids = pd.Series(ids.take(pa.array(live)).to_numpy(zero_copy_only=False), dtype=object)
+    dup = np.zeros(len(reasons), dtype=bool)
+    dup[live[live_ids.duplicated().to_numpy()]] = True
+    flag(dup, f"duplicate {key}")
     if event_time is not None and date is not None:
         day = dt.datetime.combine(dt.date.fromisoformat(date), dt.time(), tzinfo=dt.UTC)
         low, high = day - tolerance, day + dt.timedelta(days=1) + tolerance
@@ -90,7 +175,7 @@ def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
         bounds = (pa.scalar(low, pa.timestamp(unit, tz="UTC")), pa.scalar(high, pa.timestamp(unit, tz="UTC")))
         outside = pc.or_(pc.less(times, bounds[0]), pc.greater_equal(times, bounds[1]))
         flag(pc.fill_null(outside, False).to_numpy(zero_copy_only=False),
-             f"{event_time} outside the partition's day {date} (tolerance {tolerance})")
+             f"{event_time} {OUT_OF_DAY} {date} (tolerance {tolerance})")
     if rules is not None:
         candidates = np.flatnonzero(reasons == None)  # noqa: E711
         rows, why = failing_rows(rules, table.take(pa.array(candidates)))
@@ -102,8 +187,13 @@ def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
 
 
 def quarantine_rows(rows: pa.Table, reasons: list[str], stage: str, key: str = "record_id") -> pa.Table:
-    """Quarantine records that keep each row's original values as JSON."""
-    originals = [json.dumps(row, default=str, allow_nan=True) for row in rows.to_pylist()]
+    """Quarantine records that keep each row's original values as JSON (times as Arrow prints them, so a
+    timestamp outside Python's years 1..9999 is kept too)."""
+    printable = rows
+    for index, field in enumerate(rows.schema):
+        if pa.types.is_temporal(field.type):
+            printable = printable.set_column(index, field.name, rows.column(index).cast(pa.string()))
+    originals = [json.dumps(row, default=str, allow_nan=True) for row in printable.to_pylist()]
     ids = rows.column(key) if key in rows.column_names else pa.nulls(rows.num_rows, pa.string())
     return pa.table(
         {
@@ -117,6 +207,12 @@ def quarantine_rows(rows: pa.Table, reasons: list[str], stage: str, key: str = "
 
 
 def read_landing_ids(fs: pafs.FileSystem, path: str, key: str = "record_id") -> pa.ChunkedArray:
-    """Only the key column of a landing file (for completeness accounting), as strings."""
+    """Only the key column of a landing file (for completeness accounting), as strings; an invalid
+    UTF-8 key is escaped exactly as its quarantine record names it."""
     with fs.open_input_file(path) as handle:
-        return pq.read_table(handle, columns=[key]).column(key).cast(pa.string())
+        ids = pq.read_table(handle, columns=[key]).column(key)
+    if pa.types.is_dictionary(ids.type):
+        ids = ids.cast(ids.type.value_type)
+    if ids.type in TEXT_OF_BINARY:
+        ids = binary_as_text(ids)
+    return escape_invalid_utf8(ids)[0].cast(pa.string())

@@ -1,13 +1,17 @@
 """Finding new or changed landing files (no Dagster import): the landing sensor's logic.
 
-The cursor remembers, per file name, its size, modification time and content digest; a local
-file is hashed again only when its size or modification time changes, so a tick stays cheap over
-a year of files. On S3 the object's ETag is the digest: nothing is downloaded to notice a change.
+The cursor remembers, per file name, its size, modification time, content digest and when it was
+last hashed. A local file is hashed again when its size or modification time changes, when its
+inode changed (ctime, which no writer can set back) at or after its last check, so a corrected
+file written with the same size and a restored modification time is still noticed, and on a
+rolling full pass (each file about once every `full_pass_seconds`, a few files per tick). A tick
+stays cheap over a year of files. On S3 the object's ETag is the digest: nothing is downloaded to notice a change.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -16,6 +20,12 @@ import pyarrow.fs as pafs
 
 from batch_inference.lake import sha256_of
 from batch_inference.validation import InvalidNameError, parse_landing_name
+
+FULL_PASS_SECONDS = 24 * 3600  # every file is re-hashed about once a day ...
+FULL_PASS_FILES_PER_TICK = 8  # ... a few per tick, the longest unchecked first
+# File-system clocks are coarse (a ctime may read a few ms behind the clock that stamped the check):
+# a file changed this close to its last check is hashed once more on the next tick.
+CLOCK_MARGIN_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,7 @@ class Listing:
     mtime: str
     digest: Callable[[], str]
     problem: str = ""  # set for entries that must not be read (a symlink, outside the root)
+    changed_ns: int | None = None  # when the inode last changed (local ctime); None where unknown
 
 
 @dataclass
@@ -67,7 +78,9 @@ def list_filesystem(fs: pafs.FileSystem, root: str) -> list[Listing]:
             found.append(Listing(i.base_name, 0, "", lambda: "", problem="resolves outside the landing root"))
             continue
         if i.type == pafs.FileType.File:
-            found.append(Listing(i.base_name, i.size, str(i.mtime_ns), lambda p=i.path: sha256_of(fs, p)))
+            changed = os.stat(i.path).st_ctime_ns if local else None
+            found.append(Listing(i.base_name, i.size, str(i.mtime_ns), lambda p=i.path: sha256_of(fs, p),
+                                 changed_ns=changed))
     return found
 
 
@@ -85,12 +98,34 @@ def list_s3(client, uri: str) -> list[Listing]:
     return found
 
 
+def _needs_hash(item: Listing, seen: dict) -> bool:
+    """Hash again: new size or mtime, never hashed, or changed since (or just before) its last check."""
+    if seen.get("size") != item.size or seen.get("mtime") != item.mtime or "digest" not in seen:
+        return True
+    checked = seen.get("checked_ns")
+    return checked is None or (item.changed_ns is not None and item.changed_ns >= checked - CLOCK_MARGIN_NS)
+
+
+def _due(seen: dict, now_ns: int, full_pass_seconds: float) -> bool:
+    """Due for the rolling full pass: last hashed `full_pass_seconds` ago or more."""
+    return now_ns - seen.get("checked_ns", 0) >= full_pass_seconds * 1e9
+
+
 def scan_landing(listings: Iterable[Listing], cursor: dict[str, dict],
-                 is_valid_date: Callable[[str], bool] = lambda date: True) -> ScanResult:
-    """Compare the landing area with the cursor; return changed files, problems and the new cursor."""
+                 is_valid_date: Callable[[str], bool] = lambda date: True, now_ns: int | None = None,
+                 full_pass_seconds: float = FULL_PASS_SECONDS,
+                 full_pass_files: int = FULL_PASS_FILES_PER_TICK) -> ScanResult:
+    """Compare the landing area with the cursor; return changed files, problems and the new cursor.
+
+    Besides the files whose stamps say they changed, at most `full_pass_files` files due for the
+    rolling full pass (the longest unchecked first) are hashed per call, so a tick stays short.
+    """
+    now_ns = time.time_ns() if now_ns is None else now_ns
     new_cursor: dict[str, dict] = {}
     changed: list[LandedFile] = []
     skipped: list[tuple[str, str]] = []
+    to_hash: list[tuple[Listing, str, str]] = []
+    due: list[tuple[int, Listing, str, str]] = []
     for item in sorted(listings, key=lambda i: i.name):
         name = item.name
         if not name or "/" in name or name.startswith(".") or name.endswith(".tmp"):
@@ -108,11 +143,16 @@ def scan_landing(listings: Iterable[Listing], cursor: dict[str, dict],
             if seen.get("problem") != str(exc):
                 skipped.append((name, str(exc)))
             continue
-        if seen.get("size") == item.size and seen.get("mtime") == item.mtime and "digest" in seen:
-            new_cursor[name] = seen
-            continue
-        digest = item.digest()
-        new_cursor[name] = {**stamp, "digest": digest}
+        new_cursor[name] = seen
+        if _needs_hash(item, seen):
+            to_hash.append((item, entity, date))
+        elif _due(seen, now_ns, full_pass_seconds):
+            due.append((seen["checked_ns"], item, entity, date))
+    to_hash += [(item, entity, date) for _, item, entity, date in sorted(due, key=lambda d: d[0])[:full_pass_files]]
+    for item, entity, date in sorted(to_hash, key=lambda x: x[0].name):
+        seen = cursor.get(item.name, {})
+        digest = item.digest()  # the check time is taken before hashing: a write during it is seen next tick
+        new_cursor[item.name] = {"size": item.size, "mtime": item.mtime, "digest": digest, "checked_ns": now_ns}
         if seen.get("digest") != digest:
-            changed.append(LandedFile(name, entity, date, digest))
+            changed.append(LandedFile(item.name, entity, date, digest))
     return ScanResult(changed, skipped, new_cursor)

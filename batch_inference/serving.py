@@ -8,6 +8,11 @@ the files it opened, so it only ever sees whole days.
 
 `warehouse.sql` under the data root holds those views; `duckdb -init warehouse.sql` or
 `connect()` gives a ready connection.
+
+A key is served once: the view of a pipeline's serving asset keeps, for each key (`record_id`, or
+the row key its YAML declares), the row of the latest day that holds it (a key re-delivered on a
+later day replaces the earlier row; the order days were ingested or backfilled in does not
+matter). The other views (predictions, features, ...) show each day's files as they are.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from batch_inference.lake import filesystem_for
 from batch_inference.validation import validate_identifier
@@ -34,10 +40,33 @@ def _ident(name: str) -> str:
     return validate_identifier(name)
 
 
-def _view_ddl(pipeline: str, asset: str, source: str) -> list[str]:
-    """The schema and view of one lake asset, over `source` (a table function or a registered name)."""
+OUTPUT_KEY = "record_id"  # the output rows' key unless the pipeline declares its own
+
+
+def serving_keys() -> dict[tuple[str, str], tuple[str, ...]]:
+    """(pipeline, serving asset) -> its key column candidates (the row key its YAML declares, then
+    `record_id`), for every pipeline declared in the defs folder (read from its YAML)."""
+    from batch_inference.pipelines import discover
+
+    found = {}
+    for name, info in discover().items():
+        found[(name, info.spec.serving.asset)] = tuple(dict.fromkeys((info.row_key, OUTPUT_KEY)))
+    return found
+
+
+def _served_key(candidates: tuple[str, ...], columns: list[str]) -> str | None:
+    """The first key candidate the served files hold (None: not a serving asset, or no key column)."""
+    return next((k for k in candidates if k in columns), None)
+
+
+def _view_ddl(pipeline: str, asset: str, source: str, key: str | None = None) -> list[str]:
+    """The schema and view of one lake asset, over `source` (a table function or a registered name);
+    with a `key`, the latest day's row of each key only."""
+    select = f"SELECT * FROM {source}"  # noqa: S608 - validated identifiers and quoted literals only
+    if key:
+        select += f" QUALIFY row_number() OVER (PARTITION BY {_ident(key)} ORDER BY date DESC) = 1"
     return [f"CREATE SCHEMA IF NOT EXISTS {_ident(pipeline)};",
-            f"CREATE OR REPLACE VIEW {_ident(pipeline)}.{_ident(asset)} AS SELECT * FROM {source};"]  # noqa: S608
+            f"CREATE OR REPLACE VIEW {_ident(pipeline)}.{_ident(asset)} AS {select};"]
 
 
 def lake_assets(fs: pafs.FileSystem, root: str) -> list[tuple[str, str, str]]:
@@ -55,10 +84,12 @@ def view_statements(lake_root: str) -> list[str]:
     """`CREATE VIEW <pipeline>.<asset>` for every asset folder with data under a local lake root."""
     fs, root = filesystem_for(lake_root)
     statements: list[str] = []
+    served = serving_keys()
     for pipeline, asset, path in lake_assets(fs, root):
+        key = _served_key(served[(pipeline, asset)], _columns(fs, path)) if (pipeline, asset) in served else None
         # The path is quoted as a literal; the identifiers are validated and quoted.
         statements += _view_ddl(pipeline, asset, f"read_parquet({_literal(f'{path}/date=*/*.parquet')}, "
-                                                 "hive_partitioning = true, union_by_name = true)")
+                                                 "hive_partitioning = true, union_by_name = true)", key)
     return statements
 
 
@@ -90,13 +121,24 @@ def connect(lake_root: str) -> duckdb.DuckDBPyConnection:
     import pyarrow.dataset as ds
 
     partitioning = ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive")  # as the local views
+    served = serving_keys()
     for pipeline, asset, path in lake_assets(fs, root):
         name = f"_{validate_identifier(pipeline)}__{validate_identifier(asset)}"
-        con.register(name, ds.dataset(path, filesystem=fs, format="parquet", partitioning=partitioning,
-                                      exclude_invalid_files=True))
-        for statement in _view_ddl(pipeline, asset, name):
+        dataset = ds.dataset(path, filesystem=fs, format="parquet", partitioning=partitioning,
+                             exclude_invalid_files=True)
+        con.register(name, dataset)
+        key = _served_key(served[(pipeline, asset)], dataset.schema.names) if (pipeline, asset) in served else None
+        for statement in _view_ddl(pipeline, asset, name, key):
             con.execute(statement)
     return con
+
+
+def _columns(fs: pafs.FileSystem, path: str) -> list[str]:
+    """Column names of the first Parquet file of an asset folder (a schema read, no data)."""
+    files = sorted(f.path for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+                   if f.type == pafs.FileType.File and f.base_name.endswith(".parquet"))
+    with fs.open_input_file(files[0]) as handle:
+        return pq.read_schema(handle).names
 
 
 def _subdirs(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:

@@ -158,3 +158,13 @@ def test_non_nullable_fields_refuse_nulls() -> None:
     schema = pa.schema([pa.field("x", pa.int64(), nullable=False)])
     with pytest.raises(BadInputFileError, match="column 'x' has 1 null"):
         conform_table(pa.table({"x": pa.array([1, None])}), schema, "t")
+
+
+def test_byte_arrays_in_a_text_column_are_read_as_text_unvalidated():
+    """Parquet BYTE_ARRAY without the UTF-8 annotation: read as text; UTF-8 is judged per row later."""
+    table = _good(record_id=pa.array([b"a", b"\xff"], pa.binary()))
+    out = conform_table(table, SCHEMA, "f.parquet")
+    assert out.schema == SCHEMA
+    assert out.column("record_id").cast(pa.binary()).to_pylist() == [b"a", b"\xff"]
+    large = conform_table(_good(record_id=pa.array([b"a", b"b"], pa.large_binary())), SCHEMA, "f.parquet")
+    assert large.column("record_id").to_pylist() == ["a", "b"]

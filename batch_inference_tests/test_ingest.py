@@ -10,7 +10,7 @@ import pytest
 from batch_inference.defs.card_fraud.generator import generate_transactions
 from batch_inference.defs.card_fraud.schemas import TransactionsSchema
 from batch_inference.defs.card_fraud.vocabulary import TRANSACTION_SCHEMA
-from batch_inference.ingest import BadInputFileError, read_landing_file, screen_rows
+from batch_inference.ingest import BadInputFileError, read_landing_file, read_landing_ids, screen_rows
 
 FS = pafs.LocalFileSystem()
 
@@ -113,3 +113,71 @@ def test_a_symlinked_landing_file_is_refused(tmp_path):
     (landing / "transactions_2026-01-01.parquet").symlink_to(real)
     with pytest.raises(BadInputFileError, match="symbolic link"):
         read_landing_file(FS, str(landing / "transactions_2026-01-01.parquet"), TRANSACTION_SCHEMA, root=str(landing))
+
+
+# One value of invalid UTF-8 (a lone surrogate, a stray byte, a cut multi-byte sequence) in any text
+# column: the key, a category, free text. It is quarantined with the column and the value named.
+INVALID_BYTES = [b"\xff", "\ud800".encode("utf-8", "surrogatepass"), b"caf\xc3", b"ok\x80tail"]
+
+
+def _with_bytes(table: pa.Table, column: str, row: int, raw: bytes) -> pa.Table:
+    """`table` with the raw bytes `raw` as `column`'s value in `row` (a string column, unvalidated)."""
+    values = table.column(column).cast(pa.binary()).to_pylist()
+    values[row] = raw
+    field = table.schema.field(column)
+    return table.set_column(table.schema.get_field_index(column), field,
+                            pa.array(values, pa.binary()).view(field.type))
+
+
+def _pipelines_text_columns() -> list[tuple[str, str]]:
+    from batch_inference.pipelines import discover
+
+    found = []
+    for name, info in sorted(discover().items()):
+        found += [(name, f.name) for f in info.arrow_schema if pa.types.is_string(f.type)]
+    return found
+
+
+@pytest.mark.parametrize("raw", INVALID_BYTES, ids=repr)
+@pytest.mark.parametrize(("pipeline", "column"), _pipelines_text_columns())
+def test_invalid_utf8_in_any_text_column_quarantines_the_row(tmp_path, pipeline, column, raw):
+    from batch_inference.pipelines import discover, write_landing_file
+
+    info = discover()[pipeline]
+    spec, schema, rules = info.spec.input, info.arrow_schema, info.rules
+    path = write_landing_file(DAY, 30, tmp_path, pipeline=pipeline)
+    pq.write_table(_with_bytes(pq.read_table(path), column, 4, raw), path)
+    table = read_landing_file(FS, str(path), schema)
+    valid, bad = screen_rows(table, rules, spec.landing_entity, key=spec.key, event_time=spec.event_time, date=DAY)
+    assert (valid.num_rows, bad.num_rows) == (29, 1)
+    reason = bad.column("reason")[0].as_py()
+    assert reason.startswith(f"{column}: invalid UTF-8 in value '") and "\\x" in reason
+    valid.validate(full=True)  # nothing that reaches the lake carries invalid UTF-8
+    bad.validate(full=True)
+    assert rules.validate(valid.to_pandas(), lazy=True) is not None  # the input schema check passes
+    json.loads(bad.column("original")[0].as_py())
+    ids = read_landing_ids(FS, str(path), spec.key)  # completeness sees the key as the quarantine names it
+    assert set(bad.column("record_id").to_pylist()) <= set(ids.to_pylist())
+
+
+def test_a_landing_file_of_byte_arrays_is_read_as_text_and_each_value_judged(tmp_path):
+    """Parquet byte arrays without the UTF-8 annotation (pyarrow `binary`) in a text column."""
+    t = generate_transactions(DAY, 20)
+    ids = t.column("record_id").cast(pa.binary()).to_pylist()
+    ids[2] = b"\xfe\xff"
+    t = t.set_column(0, pa.field("record_id", pa.binary()), pa.array(ids, pa.binary()))
+    table = read_landing_file(FS, _write(tmp_path / "t.parquet", t), TRANSACTION_SCHEMA)
+    valid, bad = screen_rows(table, TransactionsSchema, "transactions")
+    assert (valid.num_rows, bad.column("reason").to_pylist()) == (19, ["record_id: invalid UTF-8 in value '\\xfe\\xff'"])
+
+
+def test_an_error_while_screening_rows_is_classified_permanent():
+    """Whatever escapes the row screen is not retried (unknown errors are permanent, ArrowException too)."""
+    from batch_inference.failures import is_permanent
+
+    t = _with_bytes(generate_transactions(DAY, 5), "record_id", 0, b"\xff")
+    with pytest.raises(pa.ArrowException) as raised:
+        t.column("record_id").to_numpy(zero_copy_only=False)  # what the key screen used to do
+    assert is_permanent(raised.value)
+    valid, bad = screen_rows(t, TransactionsSchema, "transactions")
+    assert (valid.num_rows, bad.num_rows) == (4, 1)

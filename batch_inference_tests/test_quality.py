@@ -105,3 +105,40 @@ def test_completeness(scored, quarantined, passed):
     report = check_completeness(landing, pa.array(scored, pa.string()), pa.array(quarantined, pa.string()))
     assert report.passed is passed
     assert report.landing_rows == 4
+
+
+VOLUME_CASES = [  # landing, scored, quarantined, out of day, limit, passed
+    (0, 0, 0, 0, 0.1, True),  # a valid empty file: a quiet day
+    (1000, 950, 50, 0, 0.1, True),
+    (1000, 900, 100, 0, 0.1, True),  # at the limit
+    (1000, 899, 101, 0, 0.1, False),
+    (1000, 0, 1000, 1000, 0.1, False),  # every row of another day
+    (1000, 0, 1000, 0, 1.0, False),  # nothing scored fails whatever the limit
+    (1000, 990, 10, 0, 0.0, False),
+]
+
+
+@pytest.mark.parametrize(("landing", "scored", "quarantined", "out_of_day", "limit", "passed"), VOLUME_CASES)
+def test_volume_gate(landing, scored, quarantined, out_of_day, limit, passed):
+    from batch_inference.quality.completeness import CompletenessReport, check_volume
+
+    report = check_volume(CompletenessReport(landing, scored, quarantined, 0, 0, 0), out_of_day, limit)
+    assert report.passed is passed
+    assert f"{out_of_day:,} of them outside the file's day" in report.message
+    assert ("docs/runbooks/F2.md" in report.message) is not passed
+    if landing and not scored:
+        assert report.message.startswith("nothing scored from a non-empty file")
+
+
+def test_out_of_day_rows_are_counted_from_the_quarantine_reasons():
+    import datetime as dt
+
+    from batch_inference.quality.completeness import count_out_of_day
+
+    t = generate_transactions("2026-01-02", 30)  # a file named 2026-01-01 holding the next day's rows
+    _, bad = screen_rows(t, TransactionsSchema, "transactions", event_time="event_time", date="2026-01-01",
+                         tolerance=dt.timedelta(hours=1))
+    late = dt.datetime(2026, 1, 2, 1, tzinfo=dt.UTC)  # the first hour of the next day is within tolerance
+    expected = sum(1 for x in t.column("event_time").to_pylist() if x >= late)
+    assert expected > 0 and count_out_of_day(bad.column("reason")) == expected
+    assert count_out_of_day(["amount: ...", None]) == 0

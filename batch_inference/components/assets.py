@@ -75,9 +75,9 @@ def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
         path = lake.landing_path(p.spec.input.landing_entity, date)
         with classified_errors(RUNBOOKS["F2"]):  # a bad file fails here, before anything is written
             table = read_landing_file(fs, path, p.arrow_schema, root=root)
-        valid, rejected = screen_rows(table, p.rules, stage=p.spec.input.asset, key=p.spec.input.key,
-                                      event_time=p.spec.input.event_time, date=date,
-                                      tolerance=dt.timedelta(hours=p.spec.input.event_time_tolerance_hours))
+            valid, rejected = screen_rows(table, p.rules, stage=p.spec.input.asset, key=p.spec.input.key,
+                                          event_time=p.spec.input.event_time, date=date,
+                                          tolerance=dt.timedelta(hours=p.spec.input.event_time_tolerance_hours))
         store = p.lake(lake)
         uri = store.write(p.spec.input.asset, date, valid)
         store.write(QUARANTINE, date, rejected, part=quarantine_part(p.spec.input.asset))

@@ -29,6 +29,7 @@ from batch_inference.components.automation import (
 )
 from batch_inference.components.checks import build_checks, prediction_check_names
 from batch_inference.components.pipeline import Pipeline
+from batch_inference.quality.completeness import DEFAULT_MAX_QUARANTINE_SHARE
 from batch_inference.quality.drift import DriftThresholds
 
 
@@ -103,6 +104,8 @@ class QualitySpec(dg.Model):
     ks_alert: float = 0.2
     drift_features: int = 6
     min_sample_rows: int = 500
+    max_quarantine_share: float = Field(DEFAULT_MAX_QUARANTINE_SHARE, description="The completeness check blocks "
+                                        "a day when a larger share of its landing rows is quarantined (0..1).")
     drift_check: str | None = Field(None, description="Import path of a custom drift check function.")
     drift_params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the custom "
                                          "drift check (e.g. which feature column holds text lengths).")

@@ -19,7 +19,7 @@ from batch_inference.failures import runbook_for_check
 from batch_inference.ingest import read_landing_ids
 from batch_inference.observability import push_check_metrics
 from batch_inference.plugins.loading import load_object
-from batch_inference.quality.completeness import check_completeness
+from batch_inference.quality.completeness import check_completeness, check_volume, count_out_of_day
 from batch_inference.quality.drift import ALERT, WARN, DriftThresholds, compare
 from batch_inference.quality.schema_validation import validate
 from batch_inference.resources import (
@@ -108,13 +108,14 @@ def per_partition(instance: dg.DagsterInstance, key: dg.AssetCheckKey, result: d
 
 def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckResult:
     store = p.lake(lake)
-    by_stage, quarantined = {}, []
+    by_stage, quarantined, out_of_day = {}, [], 0
     for stage in (p.spec.input.asset, p.spec.scoring.asset):
         part = f"part-{stage}.parquet"
-        ids = (store.read(QUARANTINE, date, ["record_id"], part=part).column("record_id").combine_chunks()
-               if store.exists(QUARANTINE, date, part) else pa.array([], pa.string()))
-        by_stage[f"quarantined_at_{stage}"] = len(ids)
-        quarantined.append(ids)
+        rows = (store.read(QUARANTINE, date, ["record_id", "reason"], part=part) if store.exists(QUARANTINE, date, part)
+                else pa.table({"record_id": pa.array([], pa.string()), "reason": pa.array([], pa.string())}))
+        by_stage[f"quarantined_at_{stage}"] = rows.num_rows
+        quarantined.append(rows.column("record_id").combine_chunks())
+        out_of_day += count_out_of_day(rows.column("reason"))
     if p.upstream_key is None:
         fs, _ = lake.landing()
         landing = read_landing_ids(fs, lake.landing_path(p.spec.input.landing_entity, date), p.spec.input.key)
@@ -124,14 +125,17 @@ def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckRe
         landing = upstream.read(p.upstream_key.path[-1], date, [key]).column(key).cast(pa.string())
     report = check_completeness(landing, store.read(p.spec.scoring.asset, date, [p.row_key]).column(p.row_key),
                                 pa.concat_arrays(quarantined))
+    volume = check_volume(report, out_of_day, p.spec.quality.max_quarantine_share)
     metadata = {
         "landing_rows": report.landing_rows, "scored_rows": report.scored_rows,
         "quarantined_rows": report.quarantined_rows, "duplicate_scored_ids": report.duplicate_scored_ids,
         "unexpected_ids": report.unexpected_ids, "unaccounted_ids": report.unaccounted_ids, **by_stage,
+        "out_of_day_rows": volume.out_of_day_rows, "quarantine_share": round(volume.quarantine_share, 5),
+        "max_quarantine_share": volume.max_quarantine_share, "volume": volume.message,
     }
-    if not report.passed:
+    if not (report.passed and volume.passed):
         metadata["runbook"] = runbook_for_check(COMPLETENESS)
-    return dg.AssetCheckResult(passed=report.passed, metadata=metadata)
+    return dg.AssetCheckResult(passed=report.passed and volume.passed, metadata=metadata)
 
 
 def _thresholds(p: Pipeline, quality: QualityResource) -> DriftThresholds:

@@ -46,6 +46,9 @@ class Pipeline:
         spec = self.spec
         for name in (spec.name, spec.input.asset, spec.features.asset, spec.scoring.asset, spec.serving.asset):
             validate_identifier(name)
+        if not 0.0 <= spec.quality.max_quarantine_share <= 1.0:
+            raise ValueError(f"{spec.name}: quality.max_quarantine_share must lie in [0, 1], "
+                             f"got {spec.quality.max_quarantine_share}")
         self.partitions_def = dg.DailyPartitionsDefinition(start_date=self.partitions_start, end_offset=0)
 
     # -- names ---------------------------------------------------------------------------------
