@@ -258,7 +258,7 @@ def test_any_landing_day_is_ingested_and_scored(pipeline, examples, home, dagste
     lake = Lake(f"{home.lake_uri}/{pipeline}")
     landing = Path(home.landing_uri) / f"{spec.info.spec.input.landing_entity}_{DAY}.parquet"
     landing.parent.mkdir(parents=True, exist_ok=True)
-    inp, pred = spec.info.asset("input", "input"), spec.info.asset("scoring", "predictions")
+    inp, pred = spec.info.spec.input.asset, spec.info.spec.scoring.asset
     trained = pipeline in MODEL_FIXTURES
 
     base = valid_day(pipeline, str(_base_root(tmp_path_factory)))
@@ -298,10 +298,10 @@ def test_any_landing_day_is_ingested_and_scored(pipeline, examples, home, dagste
         assert checks[f"{pred}_model_version"].passed
         if not completeness.passed:
             assert "F2" in completeness.metadata["runbook"].value
-            assert not lake.exists(spec.info.asset("serving", "serving_predictions"), DAY)  # blocked
+            assert not lake.exists(spec.info.spec.serving.asset, DAY)  # blocked
         con = serving.connect(home.lake_uri)  # every view over the lake still reads, for all days
         try:
-            for asset in (inp, spec.info.asset("features", "features"), pred, "quarantine"):
+            for asset in (inp, spec.info.spec.features.asset, pred, "quarantine"):
                 con.execute(f"SELECT * FROM {pipeline}.{asset}").fetchall()  # noqa: S608 - test names
         finally:
             con.close()
@@ -321,7 +321,7 @@ def test_a_file_of_another_day_is_blocked_naming_the_out_of_day_rows(home, dagst
                                                                              instance=dagster_instance).success
     score = defs.resolve_job_def(f"{pipeline}_score_day").execute_in_process(
         partition_key=DAY, instance=dagster_instance, raise_on_error=False)
-    pred = spec.info.asset("scoring", "predictions")
+    pred = spec.info.spec.scoring.asset
     completeness = _checks(score)[f"{pred}_completeness"]
     assert not completeness.passed and completeness.severity == dg.AssetCheckSeverity.ERROR
     meta = completeness.metadata
@@ -329,4 +329,4 @@ def test_a_file_of_another_day_is_blocked_naming_the_out_of_day_rows(home, dagst
     assert meta["out_of_day_rows"].value == ROWS and meta["scored_rows"].value == 0
     assert meta["volume"].value.startswith("nothing scored from a non-empty file")
     assert f"{ROWS} of them outside the file's day" in meta["volume"].value
-    assert not Lake(f"{home.lake_uri}/{pipeline}").exists(spec.info.asset("serving", "serving_predictions"), DAY)
+    assert not Lake(f"{home.lake_uri}/{pipeline}").exists(spec.info.spec.serving.asset, DAY)
