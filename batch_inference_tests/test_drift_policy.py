@@ -151,3 +151,33 @@ def test_feature_settings_validate() -> None:
         FeatureSettings.model_validate({"excluded": True})
     with pytest.raises(ValidationError):
         FeatureSettings.model_validate({"reference": "last_week"})
+
+
+def test_same_weekday_reference_reads_the_lake(tmp_path) -> None:
+    """A seasonal reference from real lake partitions: the same weekday over the last weeks only."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from batch_inference.lake import Lake
+    from batch_inference.quality.reference import same_weekday_dates, same_weekday_reference
+
+    lake = Lake(str(tmp_path / "lake"))
+    start = dt.date(2026, 1, 1)
+    for offset in range(35):  # five weeks of daily partitions, the weekday as a feature
+        day = start + dt.timedelta(days=offset)
+        lake.write("features", day.isoformat(), pa.table({"dow": np.full(500, float(day.weekday()), np.float32)}))
+    today = "2026-02-05"  # a Thursday, weekday 3
+    assert same_weekday_dates(today, 2) == ["2026-01-29", "2026-01-22"]
+    training = column_reference(np.arange(3_500, dtype=float) % 7)
+    entry = same_weekday_reference(lake, "features", "dow", today, 4, training)
+    assert entry["days"] == 4 and entry["day_level"] and entry["values"] == [3.0]
+    assert entry["source"] == "same weekday: 2026-01-29, 2026-01-22, 2026-01-15, 2026-01-08"
+    report = compare({"dow": entry}, {"dow": np.full(800, 3.0)}, outputs=(),
+                     settings={"dow": FeatureSettings(reference="same_weekday")})
+    assert report.status == OK and "same weekday: 2026-01-29" in report.as_markdown()
+    friday = compare({"dow": entry}, {"dow": np.full(800, 4.0)}, outputs=())
+    assert friday.status == WARN and "never saw" in friday.reason  # a Friday's value on a Thursday
+    fallback = same_weekday_reference(lake, "features", "dow", "2026-01-03", 4, training)
+    assert fallback["source"].startswith("training reference: no features partition of the same weekday")
+    assert same_weekday_reference(lake, "features", "missing_column", today, 4, None) is None

@@ -410,6 +410,8 @@ def measure_column(name: str, reference: dict, values: np.ndarray, t: DriftThres
     day_level = reference.get("day_level")  # known for references built from lake partitions
     if (day_level or (categorical and day_level is None)) and values.min() == values.max() and n > 1:
         p, note = _one_draw(reference, float(values[0]))
+        if reference.get("source"):
+            note += f"; vs {reference['source']}"
         return FeatureDrift(name, 0.0, None, OK, note, rows=n, p_value=p, size=ALERT if p == 0.0 else OK)
     if categorical and reference.get("values"):
         expected, counts, unseen = _categories(reference, values)
@@ -434,6 +436,8 @@ def measure_column(name: str, reference: dict, values: np.ndarray, t: DriftThres
     size = max(_band(corrected, t.psi_warn, t.psi_alert), _band(k, t.ks_warn, t.ks_alert),
                key=_SEVERITY.__getitem__)
     notes.insert(0, f"PSI {corrected:.3f}" + (f", KS {k:.3f}" if k is not None else ""))
+    if reference.get("source"):
+        notes.append(f"vs {reference['source']}")
     if why_not:
         notes.append(why_not)
     return FeatureDrift(name, corrected, k, OK, "; ".join(notes), rows=n, psi_raw=raw,

@@ -18,6 +18,7 @@ One entry per column (the score and each feature), JSON-serialisable:
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -120,3 +121,28 @@ def reference_problems(entry: object) -> list[str]:
     if entry.get("n") == 0:
         problems.append("built from 0 values")
     return problems
+
+
+def same_weekday_dates(date: str, weeks: int) -> list[str]:
+    """The same weekday in each of the `weeks` weeks before `date` (YYYY-MM-DD), newest first."""
+    day = dt.date.fromisoformat(date)
+    return [(day - dt.timedelta(weeks=k)).isoformat() for k in range(1, weeks + 1)]
+
+
+def same_weekday_reference(store, asset: str, column: str, date: str, weeks: int,
+                           fallback: dict | None) -> dict | None:
+    """`column`'s reference from `asset`'s partitions of the same weekday over the last `weeks` weeks,
+    read through a lake `store` (`exists`, `parquet_file`, `read`); its `source` names the days.
+
+    Partitions that are missing, or lack the column, are left out. With none left, `fallback` (the
+    training reference) is returned with a `source` that says so, so the report shows it.
+    """
+    dates = [d for d in same_weekday_dates(date, weeks)
+             if store.exists(asset, d) and column in store.parquet_file(asset, d).schema_arrow.names]
+    if not dates:
+        if fallback is None:
+            return None
+        return {**fallback, "source": f"training reference: no {asset} partition of the same weekday "
+                                      f"in the last {weeks} week(s) yet"}
+    days = [store.read(asset, d, [column]).column(column).to_numpy(zero_copy_only=False) for d in dates]
+    return {**partitions_reference(days), "source": f"same weekday: {', '.join(dates)}"}
