@@ -35,10 +35,8 @@ checked no column, is an ALERT: a drift gate that checked nothing must not pass.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
@@ -106,8 +104,6 @@ class FeatureDrift:
     reason: str = ""
     rows: int = 0
     psi_raw: float = 0.0
-    psi_noise: float = 0.0
-    ks_noise: float | None = None
     role: str = FEATURE
     p_value: float | None = None
     p_adjusted: float | None = None
@@ -224,14 +220,6 @@ def psi_bias(reference: dict, n: int) -> float:
     return max(bins - 1, 0) * (1.0 / max(n, 1) + _inv_n(reference))
 
 
-def psi_noise(reference: dict, n: int, alpha: float) -> float:
-    """Bias-corrected PSI that sampling noise alone exceeds with probability `alpha`."""
-    dof = max(sum(p > 0 for p in reference["proportions"]) - 1, 1)
-    z = NormalDist().inv_cdf(1.0 - alpha)  # Wilson-Hilferty chi-square quantile
-    chi2 = dof * (1.0 - 2.0 / (9 * dof) + z * math.sqrt(2.0 / (9 * dof))) ** 3
-    return max(chi2 * (1.0 / max(n, 1) + _inv_n(reference)) - psi_bias(reference, n), 0.0)
-
-
 def _reference_cdf(reference: dict) -> np.ndarray:
     """The reference CDF at its percentiles; derived from tied percentiles for old references."""
     if reference.get("cdf"):
@@ -252,11 +240,6 @@ def ks_statistic(reference: dict, values: np.ndarray) -> float | None:
     points = np.asarray(points, dtype=np.float64)
     actual = np.searchsorted(values, points, side="right") / len(values)
     return float(np.max(np.abs(actual - _reference_cdf(reference))))
-
-
-def ks_noise(reference: dict, n: int, alpha: float) -> float:
-    """KS critical value at `alpha` for samples of `n` and the reference's size."""
-    return math.sqrt(-math.log(alpha / 2) / 2) * math.sqrt(1.0 / max(n, 1) + _inv_n(reference))
 
 
 def ks_applies(reference: dict) -> tuple[bool, str]:
@@ -430,7 +413,7 @@ def measure_column(name: str, reference: dict, values: np.ndarray, t: DriftThres
         if categorical:
             why_not += " (the reference has no per-value counts: compared over its bins)"
         k = ks_statistic(reference, values) if use_ks else None
-    corrected = max(raw - max(bins - 1, 0) * (1.0 / n + (1.0 / n_ref if n_ref else 0.0)), 0.0)
+    corrected = max(raw - max(bins - 1, 0) * (1.0 / n + _inv_n(reference)), 0.0)  # the bias of psi_bias
     if k is not None:
         p = min(1.0, 2 * min(p, ks_pvalue(k, n, n_ref)))
     size = max(_band(corrected, t.psi_warn, t.psi_alert), _band(k, t.ks_warn, t.ks_alert),
@@ -440,9 +423,7 @@ def measure_column(name: str, reference: dict, values: np.ndarray, t: DriftThres
         notes.append(f"vs {reference['source']}")
     if why_not:
         notes.append(why_not)
-    return FeatureDrift(name, corrected, k, OK, "; ".join(notes), rows=n, psi_raw=raw,
-                        psi_noise=psi_noise(reference, n, t.alpha),
-                        ks_noise=ks_noise(reference, n, t.alpha) if use_ks else None, p_value=p, size=size)
+    return FeatureDrift(name, corrected, k, OK, "; ".join(notes), rows=n, psi_raw=raw, p_value=p, size=size)
 
 
 def _verdict(f: FeatureDrift, t: DriftThresholds, small: bool) -> None:
