@@ -129,7 +129,8 @@ def test_platform_drift_check_hook() -> None:
 
     from batch_inference.plugins.heads import Embedding
 
-    spec = SimpleNamespace(scoring=SimpleNamespace(asset="embeddings"), features=SimpleNamespace(asset="features"))
+    spec = SimpleNamespace(scoring=SimpleNamespace(asset="embeddings"), features=SimpleNamespace(asset="features"),
+                           quality=SimpleNamespace(features={}))
     p = SimpleNamespace(spec=spec, row_key="record_id", head=Embedding(DIM))  # the Pipeline's attributes it reads
     status, metadata = drift_check(p, ref, Store(), "2026-01-05", SimpleNamespace(min_rows=100, psi_warn=0.1,
                                                                                    psi_alert=0.25),
@@ -139,3 +140,18 @@ def test_platform_drift_check_hook() -> None:
     status, metadata = drift_check(p, ref, Store(), "2026-01-05", SimpleNamespace(min_rows=1_000),
                                    length_column="text_length")
     assert status == WARN and metadata["rows"] == 300  # a small day: judged at its size, warns at most
+    from batch_inference.quality.drift import FeatureSettings
+
+    spec.quality.features = {"text_length": FeatureSettings(exclude=True)}
+    status, metadata = drift_check(p, ref, Store(), "2026-01-05", SimpleNamespace(min_rows=100),
+                                   length_column="text_length")
+    assert "text_length_psi" not in metadata  # excluded in the YAML
+    x, _ = _population(rng, 300)
+    tables["embeddings"] = pa.table({"record_id": ids, "embedding": pa.FixedSizeListArray.from_arrays(
+        pa.array(x.reshape(-1)), DIM)})  # the same topics, the long texts: only the length moved
+    spec.quality.features = {}
+    assert drift_check(p, ref, Store(), "2026-01-05", SimpleNamespace(min_rows=100),
+                       length_column="text_length")[0] == WARN
+    spec.quality.features = {"text_length": FeatureSettings(critical=True)}
+    assert drift_check(p, ref, Store(), "2026-01-05", SimpleNamespace(min_rows=100),
+                       length_column="text_length")[0] == ALERT

@@ -444,6 +444,25 @@ def _verdict(f: FeatureDrift, t: DriftThresholds, small: bool) -> None:
     f.reason = f"{f.reason}; {moved}"
 
 
+def drift_columns(reference: Mapping[str, dict], output_names: Collection[str], present: Collection[str],
+                  settings: Mapping[str, FeatureSettings], top: int) -> tuple[list[str], list[str], list[str]]:
+    """Which columns a day is checked on: (outputs, features, names in `settings` that are neither).
+
+    Outputs: the output columns with a reference entry. Features (`present`: the day's feature
+    columns): every one named in `settings` and not excluded, then the `top` most important others
+    (the reference's `importance`).
+    """
+    def excluded(name: str) -> bool:
+        return name in settings and settings[name].exclude
+
+    outputs = [n for n in output_names if n in reference and not excluded(n)]
+    named = [n for n in settings if n in present and n not in output_names and not excluded(n)]
+    others = sorted((n for n in reference if n in present and n not in output_names and n not in settings),
+                    key=lambda n: (-float(reference[n].get("importance", 0.0)), n))
+    unknown = sorted(n for n in settings if n not in present and n not in output_names)
+    return outputs, named + others[:top], unknown
+
+
 def compare(reference: Mapping[str, dict] | None, current: Mapping[str, np.ndarray],
             thresholds: DriftThresholds | None = None, *, outputs: Collection[str] | None = None,
             settings: Mapping[str, FeatureSettings] | None = None) -> DriftReport:

@@ -221,7 +221,7 @@ def drift_check(p: Any, reference: dict[str, Any], store: Any, date: str, thresh
     Reads the day's vectors (the output head's column) and, if `length_column` is given
     (`quality.drift_params` in the YAML), the input lengths from the features, through the
     pipeline's lake `store`; `thresholds` (the platform's DriftThresholds) lends its `min_rows` and
-    PSI bands.
+    PSI bands. `quality.features.<length_column>` may exclude the length or make it critical.
     """
     embedding_column = p.head.fields()[0].name
     t = EmbeddingDriftThresholds(
@@ -229,12 +229,16 @@ def drift_check(p: Any, reference: dict[str, Any], store: Any, date: str, thresh
         psi_warn=float(getattr(thresholds, "psi_warn", EmbeddingDriftThresholds.psi_warn)),
         psi_alert=float(getattr(thresholds, "psi_alert", EmbeddingDriftThresholds.psi_alert)))
     key = p.row_key
+    setting = p.spec.quality.features.get(length_column) if length_column else None  # per-feature YAML
+    if setting is not None and setting.exclude:
+        length_column = None
     embeddings = store.read(p.spec.scoring.asset, date, [key, embedding_column])
     features = None
     if length_column and length_column in store.parquet_file(p.spec.features.asset, date).schema_arrow.names:
         features = store.read(p.spec.features.asset, date, [key, length_column])
     report = compare_tables(reference, embeddings, features, t, embedding_column=embedding_column,
-                            length_column=length_column or "length", key=key)
+                            length_column=length_column or "length", key=key,
+                            length_critical=bool(setting is not None and setting.critical))
     table: Any = report.as_markdown()
     try:
         import dagster as dg
