@@ -143,6 +143,15 @@ def test_a_seasonal_reference_of_the_same_weekday() -> None:
     assert collapsed.status == WARN, collapsed.as_markdown()
 
 
+def test_a_numeric_day_level_feature_is_ranked_among_its_days() -> None:
+    """A daily value (a temperature, a count of open stores) against 4 past same weekdays: a new day
+    outside their range happens 2 times in 5 by chance, so it is no alarm."""
+    rng = np.random.default_rng(RNG_SEED)
+    reference = partitions_reference([np.full(500, t) for t in rng.normal(15, 5, size=4)])
+    for temperature in rng.normal(15, 5, size=20):
+        assert compare({"t": reference}, {"t": np.full(800, temperature)}, outputs=()).status == OK
+
+
 def test_feature_settings_validate() -> None:
     assert FeatureSettings.model_validate({"reference": "same_weekday", "weeks": 2}).weeks == 2
     with pytest.raises(ValidationError, match="weeks must be at least 1"):
@@ -176,8 +185,11 @@ def test_same_weekday_reference_reads_the_lake(tmp_path) -> None:
     report = compare({"dow": entry}, {"dow": np.full(800, 3.0)}, outputs=(),
                      settings={"dow": FeatureSettings(reference="same_weekday")})
     assert report.status == OK and "same weekday: 2026-01-29" in report.as_markdown()
-    friday = compare({"dow": entry}, {"dow": np.full(800, 4.0)}, outputs=())
+    friday = compare({"dow": entry}, {"dow": np.full(800, 4.0)}, outputs=(),
+                     settings={"dow": FeatureSettings(categorical=True, reference="same_weekday")})
     assert friday.status == WARN and "never saw" in friday.reason  # a Friday's value on a Thursday
+    numeric = compare({"dow": entry}, {"dow": np.full(800, 4.0)}, outputs=())
+    assert numeric.status == OK and "outside the reference's range [3, 3] of 4 day(s)" in numeric.as_markdown()
     fallback = same_weekday_reference(lake, "features", "dow", "2026-01-03", 4, training)
     assert fallback["source"].startswith("training reference: no features partition of the same weekday")
     assert same_weekday_reference(lake, "features", "missing_column", today, 4, None) is None

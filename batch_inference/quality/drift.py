@@ -24,8 +24,9 @@ not move), and the output is what consumers see.
 
 **Day-level values.** A column that is constant within the day (a weekday, a weekend flag) is one
 draw, not `rows` draws. When the column is marked categorical, or its reference was constant
-within each of its days, such a day is judged as one draw: it passes if the reference holds that
-value, and moves (p = 0) only if the reference never saw it.
+within each of its days (a same-weekday reference), such a day is judged as one draw: a categorical
+one passes if the reference holds that value and moves (p = 0) only on a value it never saw; a
+numeric one by its rank among the reference's days (outside the range of D days: p = 2/(D + 1)).
 
 **Small days** (fewer than `min_rows`) are tested too, with the p-values of their size, but never
 block: a column that moves there WARNs; otherwise the day is "insufficient_sample", with the
@@ -346,9 +347,14 @@ def _psi_of(expected: np.ndarray, counts: np.ndarray) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def _one_draw(reference: dict, value: float) -> tuple[float, str]:
-    """p-value and note for a day constant at `value`: one draw from the reference."""
-    if reference.get("values"):
+def _one_draw(reference: dict, value: float, categorical: bool) -> tuple[float, str]:
+    """p-value and note for a day constant at `value`: one draw from the reference.
+
+    Categorical: the share of reference values no likelier than it (0 for a value never seen).
+    Numeric: two-sided by its rank in the reference; a reference of D days (`days`) holds only D
+    draws, so a new day falls outside their range with probability 2/(D + 1) by chance alone.
+    """
+    if categorical and reference.get("values"):
         known = np.asarray(reference["values"], dtype=np.float64)
         probs = np.asarray(reference["counts"], dtype=np.float64)
         probs = probs / probs.sum()
@@ -359,12 +365,15 @@ def _one_draw(reference: dict, value: float) -> tuple[float, str]:
         return float(probs[probs <= share * (1 + 1e-9)].sum()), \
             f"constant {value:g} within the day: one draw, {share:.0%} of the reference"
     points = np.asarray(reference.get("percentiles") or [], dtype=np.float64)
+    days = reference.get("days")
+    floor = 2.0 / (days + 1) if days else 0.0
     if not len(points):
         return 1.0, f"constant {value:g} within the day: one draw (no reference percentiles)"
     if value < points[0] or value > points[-1]:
-        return 0.0, f"constant {value:g} within the day, outside the reference's range [{points[0]:g}, {points[-1]:g}]"
+        return floor, (f"constant {value:g} within the day, outside the reference's range "
+                       f"[{points[0]:g}, {points[-1]:g}]" + (f" of {days} day(s)" if days else ""))
     rank = float(np.interp(value, points, _reference_cdf(reference)))
-    return min(1.0, 2 * min(rank, 1 - rank) + 1.0 / max(len(points) - 1, 1)), \
+    return max(floor, min(1.0, 2 * min(rank, 1 - rank) + 1.0 / max(len(points) - 1, 1))), \
         f"constant {value:g} within the day: one draw, at the reference's {rank:.0%} rank"
 
 
@@ -392,7 +401,7 @@ def measure_column(name: str, reference: dict, values: np.ndarray, t: DriftThres
     notes: list[str] = []
     day_level = reference.get("day_level")  # known for references built from lake partitions
     if (day_level or (categorical and day_level is None)) and values.min() == values.max() and n > 1:
-        p, note = _one_draw(reference, float(values[0]))
+        p, note = _one_draw(reference, float(values[0]), categorical)
         if reference.get("source"):
             note += f"; vs {reference['source']}"
         return FeatureDrift(name, 0.0, None, OK, note, rows=n, p_value=p, size=ALERT if p == 0.0 else OK)
