@@ -5,7 +5,7 @@ lake's past partitions (`partitions_reference`, e.g. the same weekday over the l
 
 **What blocks.** A day is blocked (ALERT) only when the model's *output* moves, or a feature
 declared `critical` moves. Any other feature that moves WARNs, named: an input can shift for
-reasons the model absorbs (a per-customer count grows with the day's volume while the score does
+reasons the model absorbs (a per-entity daily count grows with the day's volume while the score does
 not move), and the output is what consumers see.
 
 **When a column has moved.** Both an effect size and a significance test must say so:
