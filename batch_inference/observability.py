@@ -104,7 +104,7 @@ RUN_GAUGES = {
     "memory_peak_bytes": "Peak resident memory of the scoring process",
     "memory_limit_bytes": "Memory limit of the scoring process (container limit)",
     "provenance_completeness_ratio": "Share of scored rows with complete provenance fields, 0..1",
-    "drift_max_psi": "Largest PSI (score or feature) against the model's training reference",
+    "drift_max_psi": "Largest PSI of the columns whose drift blocks (outputs, critical features) against their reference",
     "checks_failed": "Blocking asset checks that failed on the latest partition",
     "model_untrusted": "1 when the latest run refused the model (artifact digest mismatch / untrusted)",
     "model_version_mismatch": "1 when rows were scored by another version than the champion expected",

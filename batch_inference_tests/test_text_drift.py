@@ -15,6 +15,7 @@ from batch_inference.quality.embedding_drift import (
     ALERT,
     INSUFFICIENT,
     OK,
+    WARN,
     build_reference,
     chi2_quantile,
     compare_day,
@@ -54,11 +55,29 @@ def test_same_population_passes_shifted_alerts() -> None:
     assert {m.metric for m in shifted.metrics} == {"centroid_cosine_distance", "text_length_psi"}
 
 
-def test_small_days_are_insufficient_and_thresholds_widen() -> None:
+def test_the_output_blocks_the_text_length_warns_unless_critical() -> None:
+    rng = np.random.default_rng(6)
+    ref = build_reference(*_population(rng, 3_000), day_rows=500)
+    x, _ = _population(rng, 500)
+    _, longer = _population(rng, 500, shift=1.0)  # same topics, much longer texts
+    report = compare_day(ref, x, longer)
+    assert report.status == WARN and [m.status for m in report.metrics] == [OK, WARN]
+    assert report.metrics[1].value > report.metrics[1].alert and report.metrics[1].role == "feature"
+    assert compare_day(ref, x, longer, length_critical=True).status == ALERT
+
+
+def test_small_days_are_judged_at_their_size_and_never_block() -> None:
+    """Issue 20 item 7: a small day with an obvious shift was "insufficient sample", with no signal."""
     rng = np.random.default_rng(3)
     ref = build_reference(*_population(rng, 3_000), day_rows=500)
-    tiny = compare_day(ref, *_population(rng, 20, shift=1.0))
-    assert tiny.status == INSUFFICIENT and tiny.rows == 20
+    tiny = compare_day(ref, *_population(rng, 20, shift=2.0))
+    assert tiny.status == WARN and tiny.rows == 20, tiny.as_markdown()
+    assert tiny.metrics[-1].metric == "rows" and tiny.metrics[-1].status == WARN
+    for _ in range(10):
+        clean = compare_day(ref, *_population(rng, 20))
+        assert clean.status == INSUFFICIENT, clean.as_markdown()
+        assert "centroid_cosine_distance" in clean.as_markdown()  # measured and shown, not silent
+    assert compare_day(ref, np.zeros((0, DIM))).status == INSUFFICIENT
     small = compare_day(ref, *_population(rng, 120))
     large = compare_day(ref, *_population(rng, 5_000))
     assert small.metrics[0].warn >= large.metrics[0].warn
@@ -95,7 +114,7 @@ def test_platform_drift_check_hook() -> None:
 
     rng = np.random.default_rng(5)
     ref = build_reference(*_population(rng, 2_000), day_rows=300)
-    x, lengths = _population(rng, 300, shift=1.0)
+    x, lengths = _population(rng, 300, shift=2.0)
     ids = pa.array([f"r{i}" for i in range(300)])
     tables = {"embeddings": pa.table({"record_id": ids, "embedding": pa.FixedSizeListArray.from_arrays(
                   pa.array(x.reshape(-1)), DIM)}),
@@ -110,7 +129,8 @@ def test_platform_drift_check_hook() -> None:
 
     from batch_inference.plugins.heads import Embedding
 
-    spec = SimpleNamespace(scoring=SimpleNamespace(asset="embeddings"), features=SimpleNamespace(asset="features"))
+    spec = SimpleNamespace(scoring=SimpleNamespace(asset="embeddings"), features=SimpleNamespace(asset="features"),
+                           quality=SimpleNamespace(features={}))
     p = SimpleNamespace(spec=spec, row_key="record_id", head=Embedding(DIM))  # the Pipeline's attributes it reads
     status, metadata = drift_check(p, ref, Store(), "2026-01-05", SimpleNamespace(min_rows=100, psi_warn=0.1,
                                                                                    psi_alert=0.25),
@@ -119,4 +139,19 @@ def test_platform_drift_check_hook() -> None:
     assert {"centroid_cosine_distance", "text_length_psi", "drift_table"} <= set(metadata)
     status, metadata = drift_check(p, ref, Store(), "2026-01-05", SimpleNamespace(min_rows=1_000),
                                    length_column="text_length")
-    assert status == INSUFFICIENT
+    assert status == WARN and metadata["rows"] == 300  # a small day: judged at its size, warns at most
+    from batch_inference.quality.drift import FeatureSettings
+
+    spec.quality.features = {"text_length": FeatureSettings(exclude=True)}
+    status, metadata = drift_check(p, ref, Store(), "2026-01-05", SimpleNamespace(min_rows=100),
+                                   length_column="text_length")
+    assert "text_length_psi" not in metadata  # excluded in the YAML
+    x, _ = _population(rng, 300)
+    tables["embeddings"] = pa.table({"record_id": ids, "embedding": pa.FixedSizeListArray.from_arrays(
+        pa.array(x.reshape(-1)), DIM)})  # the same topics, the long texts: only the length moved
+    spec.quality.features = {}
+    assert drift_check(p, ref, Store(), "2026-01-05", SimpleNamespace(min_rows=100),
+                       length_column="text_length")[0] == WARN
+    spec.quality.features = {"text_length": FeatureSettings(critical=True)}
+    assert drift_check(p, ref, Store(), "2026-01-05", SimpleNamespace(min_rows=100),
+                       length_column="text_length")[0] == ALERT

@@ -153,3 +153,16 @@ def test_embedding_drift_calibration(loaded) -> None:
         report = _day(loaded, date, 100, drift=1.0)
         assert report.status == ALERT, report.as_markdown()
         assert report.metrics[0].value > report.metrics[0].alert
+
+
+def test_a_small_day_with_a_language_shift_warns(loaded) -> None:
+    """Issue 20 item 7: a day under `min_rows` (100) with an obvious language shift was published as
+    "insufficient sample" with no signal. Now it is judged at its size: it warns (never blocks), and
+    clean small days pass with their metrics in the table."""
+    for date in ("2026-01-06", "2026-01-07"):
+        clean = _day(loaded, date, 20)
+        assert clean.status == "insufficient_sample", clean.as_markdown()
+        assert "centroid_cosine_distance" in clean.as_markdown()
+        shifted = _day(loaded, date, 20, drift=1.0)
+        assert shifted.status == WARN, shifted.as_markdown()
+        assert shifted.metrics[0].value > shifted.metrics[0].warn  # the centroid moved, at 20 rows

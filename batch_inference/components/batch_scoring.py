@@ -30,7 +30,7 @@ from batch_inference.components.automation import (
 from batch_inference.components.checks import build_checks, prediction_check_names
 from batch_inference.components.pipeline import Pipeline
 from batch_inference.quality.completeness import DEFAULT_MAX_QUARANTINE_SHARE
-from batch_inference.quality.drift import DriftThresholds
+from batch_inference.quality.drift import DriftThresholds, FeatureSettings
 
 
 class InputSpec(dg.Model):
@@ -109,6 +109,9 @@ class QualitySpec(dg.Model):
     drift_check: str | None = Field(None, description="Import path of a custom drift check function.")
     drift_params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the custom "
                                          "drift check (e.g. which feature column holds text lengths).")
+    features: dict[str, FeatureSettings] = Field(default_factory=dict, description="Per-feature drift settings: "
+                                                 "`exclude`, `categorical`, `critical` (its drift blocks the day, "
+                                                 "as the output's does), `reference: same_weekday` with `weeks`.")
 
     @property
     def thresholds(self) -> DriftThresholds:

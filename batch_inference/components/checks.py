@@ -20,7 +20,8 @@ from batch_inference.ingest import read_landing_ids
 from batch_inference.observability import push_check_metrics
 from batch_inference.plugins.loading import load_object
 from batch_inference.quality.completeness import check_completeness, check_volume, count_out_of_day
-from batch_inference.quality.drift import ALERT, WARN, DriftThresholds, compare
+from batch_inference.quality.drift import ALERT, FEATURE, WARN, DriftThresholds, compare, drift_columns
+from batch_inference.quality.reference import same_weekday_reference
 from batch_inference.quality.schema_validation import validate
 from batch_inference.resources import (
     LakeResource,
@@ -147,30 +148,39 @@ def _thresholds(p: Pipeline, quality: QualityResource) -> DriftThresholds:
 
 def distribution_drift(p: Pipeline, reference: dict, store, date: str, thresholds: DriftThresholds,
                        drift_features: int) -> tuple[str, dict]:
-    """PSI (and KS where it applies) of the outputs and the most important inputs, per column."""
-    out_fields = {f.name for f in p.head.fields()}
-    outputs = [n for n in reference if n in out_fields]
-    inputs = sorted((n for n in reference if n not in out_fields),
-                    key=lambda n: -float(reference[n].get("importance", 0.0)))[:drift_features]
+    """Drift of the outputs and of the critical, configured and most important features, per column
+    (`quality/drift.py`): only the outputs and critical features block; the others warn, named."""
+    settings, pred, feat = p.spec.quality.features, p.spec.scoring.asset, p.spec.features.asset
+    present = store.parquet_file(feat, date).schema_arrow.names
+    outputs, inputs, unknown = drift_columns(reference, [f.name for f in p.head.fields()], present, settings,
+                                             drift_features)
+    reference = dict(reference)
+    for name in outputs + inputs:  # seasonal features: the same weekday of the last weeks, from the lake
+        if name in settings and settings[name].reference == "same_weekday":
+            reference[name] = same_weekday_reference(store, pred if name in outputs else feat, name, date,
+                                                     settings[name].weeks, reference.get(name))
     current: dict[str, np.ndarray] = {}
-    if outputs:
-        scored = store.read(p.spec.scoring.asset, date, outputs)
-        current.update({n: scored.column(n).to_numpy().astype(np.float64) for n in outputs})
-    present = set(store.parquet_file(p.spec.features.asset, date).schema_arrow.names)
-    inputs = [n for n in inputs if n in present]
-    if inputs:
-        features = store.read(p.spec.features.asset, date, columns=inputs)
-        current.update({n: features.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in inputs})
-    report = compare(reference, current, thresholds)
+    for asset, names in ((pred, outputs), (feat, inputs)):
+        if names:
+            table = store.read(asset, date, names)
+            current.update({n: table.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in names})
+    report = compare(reference, current, thresholds, outputs=outputs, settings=settings)
+    if unknown:
+        report.problem = (f"quality.features of pipeline {p.name} names {', '.join(unknown)}: not a column of "
+                          f"`{feat}` on {date}, nor an output")
     worst = max(report.features, key=lambda f: f.psi, default=None)
+    blocking = [f.psi for f in report.features if f.role != FEATURE and f.checked]
     return report.status, {
-        "features_checked": len(report.features),
+        "features_checked": report.features_checked,
         "max_psi": round(worst.psi, 5) if worst else 0.0,
         "max_psi_feature": worst.name if worst else "",
+        "blocking_max_psi": round(max(blocking, default=0.0), 5),
+        "blocking_columns": ", ".join(report.flagged(ALERT)) or "none",
+        "warned_features": ", ".join(report.flagged(WARN)) or "none",
         "psi_alert_threshold": thresholds.psi_alert,
-        "rows": int(max((len(v) for v in current.values()), default=0)),
+        "rows": report.rows,
         "drift_table": dg.MetadataValue.md(report.as_markdown()),
-        **({"reason": report.reason} if getattr(report, "reason", "") else {}),
+        "reason": report.reason,
     }
 
 
@@ -230,7 +240,8 @@ def build_checks(p: Pipeline) -> list[dg.AssetChecksDefinition]:
                 " with provenance and a unique record_id (pandera).",
         COMPLETENESS: "Every landing row is scored or quarantined, none twice; counts per stage in metadata.",
         DRIFT: "Drift of the outputs and the most important inputs against the reference recorded with the "
-               "model version; ERROR above the alert threshold, WARN above warn, passes below a minimum sample.",
+               "model version (or a feature's same weekday): ERROR when the output or a critical feature moves, "
+               "WARN naming any other feature that moves; a small day is tested at its size and warns at most.",
         MODEL_VERSION: f"Every row was scored by the version `{p.spec.registered_model.alias}` named when the run "
         "started.",
     }
@@ -276,8 +287,8 @@ def build_checks(p: Pipeline) -> list[dg.AssetChecksDefinition]:
         values = {"checks_failed": len(failed)}
         for r in results:
             meta = r.metadata or {}
-            if r.check_name.endswith(DRIFT) and "max_psi" in meta:
-                values["drift_max_psi"] = float(getattr(meta["max_psi"], "value", meta["max_psi"]))
+            if r.check_name.endswith(DRIFT) and "blocking_max_psi" in meta:  # the columns that block (F5)
+                values["drift_max_psi"] = float(getattr(meta["blocking_max_psi"], "value", meta["blocking_max_psi"]))
             if r.check_name.endswith(MODEL_VERSION):
                 values["model_version_mismatch"] = 0 if r.passed else 1
         with contextlib.suppress(OSError):  # metrics never fail a check

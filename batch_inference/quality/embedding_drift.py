@@ -15,7 +15,12 @@ Two metrics, each with thresholds that grow for small samples, so a quiet day is
   noise: one day in a thousand, per metric). Counts get half a pseudo-count per bin, so an
   empty bin in a small day does not explode the log ratio.
 
-A day below `min_rows` rows is "insufficient_sample" and passes: its mean is too noisy to judge.
+The centroid is the model's output: its ALERT blocks the day. The text length is an input: it warns
+at most, unless it is declared critical (`length_critical`), as the platform's drift policy has it.
+
+A day below `min_rows` rows is still compared, with the thresholds of its own size (they widen as
+1/rows), but never blocks: it WARNs if a metric is beyond them, else it is "insufficient_sample"
+and passes, with the metrics and their thresholds in the table.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class MetricRow:
     warn: float
     alert: float
     status: str
+    role: str = "output"  # output (blocks) or feature (warns unless critical)
 
 
 @dataclass
@@ -66,8 +72,8 @@ class EmbeddingDriftReport:
         return {"status": self.status, "rows": self.rows, "metrics": [asdict(m) for m in self.metrics]}
 
     def as_markdown(self) -> str:
-        lines = ["| metric | value | warn | alert | status |", "|---|---:|---:|---:|---|"]
-        lines += [f"| {m.metric} | {m.value:.4f} | {m.warn:.4f} | {m.alert:.4f} | {m.status} |"
+        lines = ["| metric | role | value | warn | alert | status |", "|---|---|---:|---:|---:|---|"]
+        lines += [f"| {m.metric} | {m.role} | {m.value:.4f} | {m.warn:.4f} | {m.alert:.4f} | {m.status} |"
                   for m in self.metrics]
         return "\n".join(lines)
 
@@ -151,14 +157,15 @@ def _status(value: float, warn: float, alert: float) -> str:
 
 
 def compare_day(reference: dict[str, Any], embeddings: np.ndarray, text_lengths: np.ndarray | None = None,
-                thresholds: EmbeddingDriftThresholds | None = None) -> EmbeddingDriftReport:
-    """Drift of one day's embeddings (and text lengths) against `reference`."""
+                thresholds: EmbeddingDriftThresholds | None = None, *,
+                length_critical: bool = False) -> EmbeddingDriftReport:
+    """Drift of one day's embeddings (and text lengths) against `reference`; see the module docstring."""
     t = thresholds or EmbeddingDriftThresholds()
     if reference.get("kind") != REFERENCE_KIND:
         raise ValueError(f"not an embedding drift reference: kind={reference.get('kind')!r}")
     x = _normalise(embeddings) if len(embeddings) else np.zeros((0, reference["dimension"]))
     rows = len(x)
-    if rows < t.min_rows:
+    if rows == 0:
         return EmbeddingDriftReport(INSUFFICIENT, rows, [
             MetricRow("rows", float(rows), float(t.min_rows), float(t.min_rows), INSUFFICIENT)])
     if x.shape[1] != reference["dimension"]:
@@ -177,14 +184,22 @@ def compare_day(reference: dict[str, Any], embeddings: np.ndarray, text_lengths:
         p_warn = max(t.psi_warn, null_q99)
         p_alert = max(t.psi_alert, t.psi_noise_alert * null_q99)
         value = psi(bins, np.asarray(text_lengths, dtype=np.float64), pseudo_count=0.5)  # Jeffreys-smoothed
-        metrics.append(MetricRow("text_length_psi", value, p_warn, p_alert, _status(value, p_warn, p_alert)))
+        status = _status(value, p_warn, p_alert)
+        if status == ALERT and not length_critical:  # an input: warns, unless declared critical
+            status = WARN
+        metrics.append(MetricRow("text_length_psi", value, p_warn, p_alert, status,
+                                 role="critical" if length_critical else "feature"))
     status = max((m.status for m in metrics), key=_RANK.__getitem__)
+    if rows < t.min_rows:  # a small day: judged at its size, never blocks
+        status = WARN if status in (WARN, ALERT) else INSUFFICIENT
+        metrics.append(MetricRow("rows", float(rows), float(t.min_rows), float(t.min_rows), status, role="sample"))
     return EmbeddingDriftReport(status, rows, metrics)
 
 
 def compare_tables(reference: dict[str, Any], embeddings: pa.Table, features: pa.Table | None = None,
                    thresholds: EmbeddingDriftThresholds | None = None, *, embedding_column: str = "embedding",
-                   length_column: str = "text_length", key: str = "record_id") -> EmbeddingDriftReport:
+                   length_column: str = "text_length", key: str = "record_id",
+                   length_critical: bool = False) -> EmbeddingDriftReport:
     """`compare_day` over a day's output partition and (optionally) its features partition.
 
     Text lengths are taken from the feature rows that were embedded (joined on the row key `key`).
@@ -196,7 +211,7 @@ def compare_tables(reference: dict[str, Any], embeddings: pa.Table, features: pa
 
         kept = pc.is_in(features.column(key), value_set=embeddings.column(key).combine_chunks())
         lengths = features.filter(kept).column(length_column).to_numpy(zero_copy_only=False)
-    return compare_day(reference, matrix, lengths, thresholds)
+    return compare_day(reference, matrix, lengths, thresholds, length_critical=length_critical)
 
 
 def drift_check(p: Any, reference: dict[str, Any], store: Any, date: str, thresholds: Any,
@@ -206,7 +221,7 @@ def drift_check(p: Any, reference: dict[str, Any], store: Any, date: str, thresh
     Reads the day's vectors (the output head's column) and, if `length_column` is given
     (`quality.drift_params` in the YAML), the input lengths from the features, through the
     pipeline's lake `store`; `thresholds` (the platform's DriftThresholds) lends its `min_rows` and
-    PSI bands.
+    PSI bands. `quality.features.<length_column>` may exclude the length or make it critical.
     """
     embedding_column = p.head.fields()[0].name
     t = EmbeddingDriftThresholds(
@@ -214,12 +229,16 @@ def drift_check(p: Any, reference: dict[str, Any], store: Any, date: str, thresh
         psi_warn=float(getattr(thresholds, "psi_warn", EmbeddingDriftThresholds.psi_warn)),
         psi_alert=float(getattr(thresholds, "psi_alert", EmbeddingDriftThresholds.psi_alert)))
     key = p.row_key
+    setting = p.spec.quality.features.get(length_column) if length_column else None  # per-feature YAML
+    if setting is not None and setting.exclude:
+        length_column = None
     embeddings = store.read(p.spec.scoring.asset, date, [key, embedding_column])
     features = None
     if length_column and length_column in store.parquet_file(p.spec.features.asset, date).schema_arrow.names:
         features = store.read(p.spec.features.asset, date, [key, length_column])
     report = compare_tables(reference, embeddings, features, t, embedding_column=embedding_column,
-                            length_column=length_column or "length", key=key)
+                            length_column=length_column or "length", key=key,
+                            length_critical=bool(setting is not None and setting.critical))
     table: Any = report.as_markdown()
     try:
         import dagster as dg
