@@ -6,13 +6,20 @@ import json
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
 
-from batch_inference.alerting import CHECK_FAILED, RUN_FAILED, Alert, AlertQueue, post_alerts, runbook_named_in
+from batch_inference.alerting import (
+    RUN_FAILED,
+    Alert,
+    AlertQueue,
+    post_alerts,
+    runbook_named_in,
+)
 from batch_inference.components.platform_sensors import alert_sensor
 from batch_inference_tests.alertmanager_service import alertmanager, alertmanager_binary, webhook_receiver
 from batch_inference_tests.dagster_dev import free_port
@@ -20,11 +27,15 @@ from batch_inference_tests.dagster_dev import free_port
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-11-01")
 
 
-@dg.asset(key=["demo_pipe", "predictions"], partitions_def=DAILY, backfill_policy=dg.BackfillPolicy.single_run())
-def failing_predictions(context: dg.AssetExecutionContext) -> None:
-    """Fails as a bad landing file does: a permanent error naming its runbook."""
-    raise dg.Failure(description=f"BadInputFileError: landing file for {context.partition_key_range} is not "
-                     "Parquet. Runbook: docs/runbooks/F2.md", allow_retries=False)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)  # backfill_policy: ranged runs are the point here
+
+    @dg.asset(key=["demo_pipe", "predictions"], partitions_def=DAILY,
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def failing_predictions(context: dg.AssetExecutionContext) -> None:
+        """Fails as a bad landing file does: a permanent error naming its runbook."""
+        raise dg.Failure(description=f"BadInputFileError: landing file for {context.partition_key_range} is "
+                         "not Parquet. Runbook: docs/runbooks/F2.md", allow_retries=False)
 
 
 DEFS = dg.Definitions(assets=[failing_predictions])
