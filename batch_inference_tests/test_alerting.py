@@ -3,12 +3,15 @@ real instance become alerts, which are kept until Alertmanager accepts them and 
 
 
 import json
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import warnings
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -181,3 +184,22 @@ def test_a_hung_pushgateway_is_tried_once_per_tick(tmp_path, monkeypatch):
                 except BlockingIOError:
                     break
         assert accepted == 1
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "alertmanager" / "alertmanager.yml"
+
+
+@pytest.mark.parametrize(("labels", "receivers"), [
+    ({"alertname": RUN_FAILED, "severity": "page", "pipeline": "p"}, "pager,team-channel"),
+    ({"alertname": RUN_FAILED, "severity": "page", "pipeline": "p", "backfill": "abc"}, "tickets"),
+    ({"alertname": "BatchInferenceQuarantineRateHigh", "severity": "ticket"}, "tickets"),
+])
+def test_the_shipped_alertmanager_config_is_valid_and_routes_pages_and_backfills(labels, receivers):
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool comes with Debian's prometheus-alertmanager, installed by .ci/run")
+    check = subprocess.run([amtool, "check-config", str(SHIPPED)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    routed = subprocess.run([amtool, "config", "routes", "test", f"--config.file={SHIPPED}",
+                             *(f"{k}={v}" for k, v in labels.items())], capture_output=True, text=True)
+    assert routed.returncode == 0 and routed.stdout.strip() == receivers, routed.stdout + routed.stderr
