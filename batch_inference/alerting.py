@@ -140,7 +140,7 @@ class AlertQueue:
     after: str | None = None  # the event-log cursor of the last failure already turned into alerts
     pending: list[Alert] = field(default_factory=list)
 
-    MAX_PENDING = 1000  # beyond this, the oldest are dropped (and reported): the cursor stays small
+    MAX_PENDING = 500  # beyond this, the oldest are dropped (and reported): the cursor stays small
 
     @classmethod
     def from_cursor(cls, cursor: str | None) -> AlertQueue:

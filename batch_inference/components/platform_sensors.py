@@ -27,6 +27,7 @@ PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 BACKFILL_TAG = "dagster/backfill"
 FAILURES_PER_TICK = 100  # run failures turned into alerts per tick; the rest on the next ticks
+DESCRIPTION_CHARS = 2000  # of a run alert's description (the failed steps' errors): the queue stays small
 POST_TIMEOUT_S = 5.0  # one post to Alertmanager
 PUSH_TIMEOUT_S = 1.0  # one push to the Pushgateway; after a failed push the tick pushes no more
 STORAGE_MARKERS = ("AccessDenied", "Access Denied", "NoSuchBucket", "SlowDown", "Throttl", "HTTP status 5",
@@ -71,14 +72,14 @@ def partitions_of_run(run: dg.DagsterRun, assets: list[dg.AssetKey] = (),
     return [str(first + dt.timedelta(days=n)) for n in range((last - first).days + 1)]
 
 
-def _step_errors(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str]]:
-    """(step key, error text) of each failed step of the run."""
+def _step_errors(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str, str]]:
+    """(step key, error message, error with its causes and traces) of each failed step of the run."""
     out = []
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         event = entry.dagster_event
         error = event.step_failure_data.error if event and event.step_failure_data else None
         if error is not None:
-            out.append((event.step_key or "", error.to_string()))
+            out.append((event.step_key or "", error.message.strip(), error.to_string()))
     return out
 
 
@@ -120,12 +121,12 @@ def alerts_for_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun, mess
     if alerts:
         return alerts
     steps = _step_errors(instance, run.run_id)
-    errors = " ".join(text for _, text in steps)
+    errors = " ".join(full for _, _, full in steps)
     scope = f"{len(days)} days {days[0]}..{days[-1]}" if len(days) > 1 else (days[0] if days else "unpartitioned")
     summary = f"{pipeline} {scope}: run of {run.job_name} failed"
     description = "\n".join([f"{summary} (run {run.run_id}): {message}",
-                             *(f"{step}: {text[:1000]}" for step, text in steps[:5])])
-    return [Alert(alertname=RUN_FAILED, asset=_failed_asset(assets, (step for step, _ in steps)),
+                             *(f"{step}: {text}" for step, text, _ in steps)])[:DESCRIPTION_CHARS]
+    return [Alert(alertname=RUN_FAILED, asset=_failed_asset(assets, (step for step, _, _ in steps)),
                   partitions=tuple(days), runbook=runbook_named_in(f"{errors} {message}") or "F1",
                   summary=summary, description=description, **common)]
 
@@ -184,7 +185,8 @@ def evaluate_alerts(context: dg.SensorEvaluationContext, settings: Settings) -> 
             context.log.warning(f"failed run {entry.run_id} was deleted before it could be alerted on")
             continue
         message = entry.message or ""
-        _count_failure(push, context.instance, run, f"{message} {' '.join(t for _, t in _step_errors(context.instance, run.run_id))}")
+        errors = " ".join(full for _, _, full in _step_errors(context.instance, run.run_id))
+        _count_failure(push, context.instance, run, f"{message} {errors}")
         if settings.alertmanager_url:
             alerts = alerts_for_failed_run(context.instance, run, message, record.timestamp, context.repository_def)
             for dropped in queue.add(alerts):
