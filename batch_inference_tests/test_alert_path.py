@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from batch_inference.components.platform_sensors import alert_sensor
+from batch_inference.observability import flush_pushes
 from batch_inference.pipelines import write_landing_file
 from batch_inference_tests.alertmanager_service import alertmanager, webhook_receiver
 from batch_inference_tests.conftest import job, project_defs
@@ -109,6 +110,7 @@ def test_every_failed_run_is_counted_in_the_metrics(home, landed, dagster_instan
             partition_key=landed[0], instance=dagster_instance, raise_on_error=False)
         assert not failed.success
         _tick(dagster_instance, defs, cursor)
+        assert flush_pushes(timeout_s=30)  # pushes are sent in the background
         metrics = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()  # noqa: S310
         assert any(line.startswith("batch_inference_runs_total") and 'status="failure"' in line
                    and 'pipeline="card_fraud"' in line and line.endswith(" 1") for line in metrics.splitlines())

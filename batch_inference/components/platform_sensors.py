@@ -29,7 +29,6 @@ BACKFILL_TAG = "dagster/backfill"
 FAILURES_PER_TICK = 100  # run failures turned into alerts per tick; the rest on the next ticks
 DESCRIPTION_CHARS = 2000  # of a run alert's description (the failed steps' errors): the queue stays small
 POST_TIMEOUT_S = 5.0  # one post to Alertmanager
-PUSH_TIMEOUT_S = 1.0  # one push to the Pushgateway; after a failed push the tick pushes no more
 STORAGE_MARKERS = ("AccessDenied", "Access Denied", "NoSuchBucket", "SlowDown", "Throttl", "HTTP status 5",
                    "Connection reset", "Could not connect", "timed out")
 
@@ -131,28 +130,19 @@ def alerts_for_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun, mess
                   summary=summary, description=description, **common)]
 
 
-class _Pushes:
-    """Pushgateway pushes of one tick, each with a short timeout; after one fails, the rest are skipped,
-    so a hung Pushgateway costs a tick at most PUSH_TIMEOUT_S (per push that is tried)."""
-
-    def __init__(self, url: str, log) -> None:
-        self.url, self.log, self.failed = url, log, False
-
-    def __call__(self, push, *args, **kwargs) -> None:
-        if not self.url or self.failed:
-            return
-        try:
-            push(self.url, *args, timeout=PUSH_TIMEOUT_S, **kwargs)
-        except OSError as exc:  # metrics never fail the alert path
-            self.failed = True
-            self.log.warning(f"metrics push to {self.url} failed ({exc}); no more pushes this tick")
+def _push(log, push, *args, **kwargs) -> None:
+    """A metrics push (queued and bounded by `observability`'s sender); a failure is logged, never raised."""
+    try:
+        push(*args, **kwargs)
+    except OSError as exc:
+        log.warning(f"metrics push failed: {exc}")
 
 
-def _count_failure(push: _Pushes, instance: dg.DagsterInstance, run: dg.DagsterRun, text: str) -> None:
+def _count_failure(context: dg.SensorEvaluationContext, url: str, run: dg.DagsterRun, text: str) -> None:
     """Count the failed run (M1, the success-rate SLO) and, if storage failed it, a storage error (F6)."""
-    if not push.url:
+    if not url:
         return
-    pipeline = pipeline_of(run, run_assets(instance, run))
+    pipeline = pipeline_of(run, run_assets(context.instance, run))
     if not pipeline:
         return
     from batch_inference.pipelines import discover
@@ -160,7 +150,7 @@ def _count_failure(push: _Pushes, instance: dg.DagsterInstance, run: dg.DagsterR
     info = discover().get(pipeline)
     asset = info.spec.scoring.asset if info else "predictions"
     storage = int(any(marker.lower() in text.lower() for marker in STORAGE_MARKERS))
-    push(push_metrics, asset, {"storage_errors": storage}, status="failure", pipeline=pipeline)
+    _push(context.log, push_metrics, url, asset, {"storage_errors": storage}, status="failure", pipeline=pipeline)
 
 
 def _start(context: dg.SensorEvaluationContext) -> str:
@@ -175,7 +165,6 @@ def evaluate_alerts(context: dg.SensorEvaluationContext, settings: Settings) -> 
     if queue.after is None:
         queue.after = _start(context)
         return queue, "started after the newest recorded failure"
-    push = _Pushes(settings.pushgateway_url, context.log)
     found = context.instance.fetch_run_status_changes(dg.DagsterEventType.RUN_FAILURE, limit=FAILURES_PER_TICK,
                                                       cursor=queue.after or None, ascending=True)
     for record in found.records:
@@ -186,7 +175,7 @@ def evaluate_alerts(context: dg.SensorEvaluationContext, settings: Settings) -> 
             continue
         message = entry.message or ""
         errors = " ".join(full for _, _, full in _step_errors(context.instance, run.run_id))
-        _count_failure(push, context.instance, run, f"{message} {errors}")
+        _count_failure(context, settings.pushgateway_url, run, f"{message} {errors}")
         if settings.alertmanager_url:
             alerts = alerts_for_failed_run(context.instance, run, message, record.timestamp, context.repository_def)
             for dropped in queue.add(alerts):
@@ -201,9 +190,9 @@ def evaluate_alerts(context: dg.SensorEvaluationContext, settings: Settings) -> 
         context.log.warning(f"{len(queue.pending)} alert(s) not accepted by {settings.alertmanager_url} "
                             f"(status {delivery.status or 'none'}: {delivery.detail}); kept for the next tick")
     now = time.time()
-    for pipeline in sorted({alert.pipeline for alert in sent}):  # M12: from the failure to Alertmanager
-        oldest = min(alert.occurred_at for alert in sent if alert.pipeline == pipeline)
-        push(push_detection_time, "alerts", now - oldest, pipeline)
+    for pipeline in sorted({alert.pipeline for alert in sent}) if settings.pushgateway_url else ():
+        oldest = min(alert.occurred_at for alert in sent if alert.pipeline == pipeline)  # M12: failure to AM
+        _push(context.log, push_detection_time, settings.pushgateway_url, "alerts", now - oldest, pipeline)
     return queue, f"{len(found.records)} new failure(s); {len(sent)} alert(s) sent, {len(queue.pending)} queued"
 
 
