@@ -26,21 +26,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-RUNBOOK_BASE = "https://github.com/your-org/batch_inference/blob/main/docs/runbooks/"  # your-org: placeholder
+from batch_inference.failures import RUNBOOKS
+
+REPOSITORY_URL = "https://github.com/your-org/batch_inference/blob/main/"  # your-org: placeholder
 RUN_FAILED, CHECK_FAILED = "BatchInferenceRunFailed", "BatchInferenceBlockingCheckFailed"
 SEVERITIES = ("page", "ticket")
 RUNBOOK_IN_TEXT = re.compile(r"runbooks/(F\d+|SLO)\.md")
 
 
 def runbook_url(failure_mode: str) -> str:
-    """The runbook of a failure mode (`F1`..`F7`, `SLO`)."""
-    return f"{RUNBOOK_BASE}{failure_mode}.md"
+    """The runbook of a failure mode (`F1`..`F7`, `SLO`), from the one runbook table."""
+    return f"{REPOSITORY_URL}{RUNBOOKS[failure_mode]}"
 
 
 def runbook_named_in(text: str) -> str | None:
     """The failure mode of the first runbook a message names (`... Runbook: docs/runbooks/F2.md`)."""
-    match = RUNBOOK_IN_TEXT.search(text or "")
-    return match.group(1) if match else None
+    modes = (match.group(1) for match in RUNBOOK_IN_TEXT.finditer(text or ""))
+    return next((mode for mode in modes if mode in RUNBOOKS), None)
 
 
 def _iso(epoch: float) -> str:
@@ -68,6 +70,8 @@ class Alert:
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"alert severity must be one of {SEVERITIES}, not {self.severity!r}")
+        if self.runbook not in RUNBOOKS:
+            raise ValueError(f"alert runbook must be one of {sorted(RUNBOOKS)}, not {self.runbook!r}")
 
     def partition_label(self) -> str:
         """One day, or `first..last` for several (the annotation `partitions` lists them all)."""

@@ -83,6 +83,8 @@ def test_an_alert_names_its_days_and_runbook():
     assert runbook_named_in("IOError. Runbook: docs/runbooks/F6.md") == "F6" and runbook_named_in("boom") is None
     with pytest.raises(ValueError, match="severity"):
         Alert(**{**_alert().to_json(), "severity": "sms"})
+    with pytest.raises(ValueError, match="runbook"):
+        Alert(**{**_alert().to_json(), "runbook": "F99"})
 
 
 def test_an_alert_leaves_the_queue_only_on_a_2xx_answer(flaky):
