@@ -42,6 +42,7 @@ class Settings:
     demo_rows_per_day: int | None = None  # DEMO_ROWS_PER_DAY
     demo_rows_by_pipeline: Mapping[str, int] = field(default_factory=dict)  # DEMO_ROWS_<PIPELINE>
     bench: Mapping[str, str] = field(default_factory=dict)  # BENCH_<KNOB> of the benchmarks, by KNOB
+    alertmanager_url: str = ""  # where the alert sensor posts (Alertmanager's base URL); empty: no alerts
 
     @property
     def dagster_home(self) -> Path:
@@ -77,6 +78,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         demo_rows_by_pipeline={k.removeprefix("DEMO_ROWS_").lower(): int(v) for k, v in env.items()
                                if k.startswith("DEMO_ROWS_") and k != "DEMO_ROWS_PER_DAY" and v},
         bench={k.removeprefix("BENCH_"): v for k, v in env.items() if k.startswith("BENCH_") and v},
+        alertmanager_url=env.get("BATCH_INFERENCE_ALERTMANAGER_URL") or "",
     )
 
 

@@ -1,101 +1,87 @@
-"""The alert path end to end: real failed runs in a real instance, the project's run-failure sensor,
-and a real HTTP receiver that records what arrives."""
+"""The alert path end to end: real failed runs of the project's jobs in a real instance, the project's
+alert sensor, a real Alertmanager and a real webhook receiver behind it."""
 
 import json
 import shutil
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.events import DagsterEventType
 
-from batch_inference.components.platform_sensors import alert_flush, alert_on_failure
+from batch_inference.components.platform_sensors import alert_sensor
+from batch_inference.observability import flush_pushes
 from batch_inference.pipelines import write_landing_file
+from batch_inference_tests.alertmanager_service import alertmanager, webhook_receiver
 from batch_inference_tests.conftest import job, project_defs
 
 pytestmark = pytest.mark.integration  # end to end through Dagster: the full tier (`make test`)
 
 
-@pytest.fixture
-def receiver():
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's name
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", received
-    server.shutdown()
+def _tick(instance: dg.DagsterInstance, defs: dg.Definitions, cursor: str | None) -> tuple[str, str]:
+    """One evaluation of the alert sensor, as the daemon does it: (new cursor, skip message)."""
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    result = alert_sensor()(context)
+    return result.cursor, result.skip_reason.skip_message
 
 
-def _fire(instance: dg.DagsterInstance, run_id: str) -> None:
-    """Evaluate the run-failure sensor for one failed run, as the daemon does."""
-    run = instance.get_run_by_id(run_id)
-    event = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)[-1].dagster_event
-    context = dg.build_run_status_sensor_context(sensor_name="alert_on_failure", dagster_instance=instance,
-                                                 dagster_run=run, dagster_event=event).for_run_failure()
-    alert_on_failure(context)
-
-
-def test_a_failed_run_and_a_failed_blocking_check_each_reach_the_webhook_once(
-        home, landed, registry, dagster_instance, receiver, monkeypatch, tmp_path):
-    url, received = receiver
-    config = tmp_path / "alerting.yaml"
-    config.write_text(json.dumps({"group_window_seconds": 2, "routes": [
-        {"kinds": ["check_failure"], "severity": "page", "webhook": url},
-        {"severity": "ticket", "webhook": url}]}))
-    monkeypatch.setenv("BATCH_INFERENCE_ALERTING_CONFIG", str(config))
+def test_a_failed_run_a_bad_file_and_a_failed_blocking_check_reach_the_webhook_once(
+        home, landed, registry, dagster_instance, monkeypatch, tmp_path):
     instance, defs = dagster_instance, project_defs(home)
     day, other = landed
-    # A failed run: scoring a day whose features were never computed.
-    failed = defs.resolve_job_def(job("score_day")).execute_in_process(
-        partition_key=day, instance=instance, raise_on_error=False)
-    assert not failed.success
-    # A failed blocking check: the landing file grew after ingest, so completeness fails.
-    ingest = defs.resolve_job_def(job("ingest_day"))
-    assert ingest.execute_in_process(partition_key=other, instance=instance).success
-    landing = Path(home.landing_uri) / f"transactions_{other}.parquet"
-    shutil.copy(landing, tmp_path / "orig.parquet")
-    write_landing_file(other, 3_500, Path(home.landing_uri))
-    checked = defs.resolve_job_def(job("score_day")).execute_in_process(
-        partition_key=other, instance=instance, raise_on_error=False)
-    assert not checked.success
+    with webhook_receiver() as (hook_url, hook), alertmanager(tmp_path / "am", hook_url) as url:
+        monkeypatch.setenv("BATCH_INFERENCE_ALERTMANAGER_URL", url)
+        cursor, _ = _tick(instance, defs, None)
+        # A failed run: scoring a day whose features were never computed.
+        failed = defs.resolve_job_def(job("score_day")).execute_in_process(
+            partition_key=day, instance=instance, raise_on_error=False)
+        assert not failed.success
+        # A failed blocking check: the landing file grew after ingest, so completeness fails.
+        ingest = defs.resolve_job_def(job("ingest_day"))
+        assert ingest.execute_in_process(partition_key=other, instance=instance).success
+        landing = Path(home.landing_uri) / f"transactions_{other}.parquet"
+        shutil.copy(landing, tmp_path / "orig.parquet")
+        write_landing_file(other, 3_500, Path(home.landing_uri))
+        checked = defs.resolve_job_def(job("score_day")).execute_in_process(
+            partition_key=other, instance=instance, raise_on_error=False)
+        assert not checked.success
+        # A bad file: the day's landing file is not Parquet (runbook F2, not F1).
+        (Path(home.landing_uri) / f"transactions_{day}.parquet").write_bytes(b"not a parquet file")
+        bad = ingest.execute_in_process(partition_key=day, instance=instance, raise_on_error=False)
+        assert not bad.success
 
-    _fire(instance, failed.run_id)
-    _fire(instance, checked.run_id)
-    assert [(m["kind"], m["severity"], m["partitions"]) for m in received] == [
-        ("run_failure", "ticket", [day]), ("check_failure", "page", [other])]
-    assert "predictions_completeness" in received[1]["title"] and received[1]["runbook"].endswith("F2.md")
+        cursor, message = _tick(instance, defs, cursor)
+        assert "3 new failure(s); 3 alert(s) sent" in message, message
+        for _ in range(300):
+            if len(hook.alerts) >= 3:
+                break
+            time.sleep(0.1)
+        cursor, message = _tick(instance, defs, cursor)
+        assert "0 alert(s) sent, 0 queued" in message
+        time.sleep(5)  # two more group intervals: time for a duplicate to show up, if there were one
+    alerts = {a["labels"]["run_id"]: a for a in hook.alerts}
+    assert len(hook.alerts) == 3 and set(alerts) == {failed.run_id, checked.run_id, bad.run_id}
+    run_alert, check_alert, bad_alert = alerts[failed.run_id], alerts[checked.run_id], alerts[bad.run_id]
+    assert run_alert["labels"]["alertname"] == "BatchInferenceRunFailed"
+    assert run_alert["labels"]["partition"] == day and run_alert["labels"]["pipeline"] == "card_fraud"
+    assert check_alert["labels"]["alertname"] == "BatchInferenceBlockingCheckFailed"
+    assert check_alert["labels"]["check"] == "predictions_completeness"
+    assert check_alert["labels"]["asset"] == "card_fraud/predictions" and check_alert["labels"]["partition"] == other
+    assert check_alert["labels"]["runbook"] == "F2"
+    assert check_alert["annotations"]["runbook_url"].endswith("docs/runbooks/F2.md")
+    assert bad_alert["labels"]["runbook"] == "F2" and bad_alert["labels"]["asset"] == "card_fraud/transactions"
+    assert f"transactions_{day}.parquet" in bad_alert["annotations"]["description"]
 
-    # The same failure again inside the group window: nothing new until the window closes, then one
-    # grouped follow-up from the flush sensor.
-    _fire(instance, checked.run_id)
-    assert len(received) == 2
-    time.sleep(2.5)
-    alert_flush(dg.build_sensor_context(instance=instance))
-    assert len(received) == 3 and received[2]["grouped"] and received[2]["kind"] == "check_failure"
 
-
-def test_without_configuration_nothing_is_sent(home, dagster_instance, monkeypatch):
-    monkeypatch.delenv("BATCH_INFERENCE_ALERTING_CONFIG", raising=False)
-    result = alert_flush(dg.build_sensor_context(instance=dagster_instance))
-    assert "not configured" in result.skip_message
+def test_without_alertmanager_failures_are_only_counted(home, dagster_instance, monkeypatch):
+    monkeypatch.delenv("BATCH_INFERENCE_ALERTMANAGER_URL", raising=False)
+    cursor, _ = _tick(dagster_instance, project_defs(home), None)
+    cursor, message = _tick(dagster_instance, project_defs(home), cursor)
+    assert "alerts off" in message and json.loads(cursor)["pending"] == []
 
 
 def test_every_failed_run_is_counted_in_the_metrics(home, landed, dagster_instance, monkeypatch):
     """The success-rate SLO and the storage-error alert need failures pushed, alerting configured or not."""
-    import shutil
     import socket
     import subprocess
     import urllib.request
@@ -117,11 +103,14 @@ def test_every_failed_run_is_counted_in_the_metrics(home, landed, dagster_instan
             except OSError:
                 time.sleep(0.1)
         monkeypatch.setenv("BATCH_INFERENCE_PUSHGATEWAY_URL", url)
-        monkeypatch.delenv("BATCH_INFERENCE_ALERTING_CONFIG", raising=False)
-        failed = project_defs(home).resolve_job_def(job("score_day")).execute_in_process(
+        monkeypatch.delenv("BATCH_INFERENCE_ALERTMANAGER_URL", raising=False)
+        defs = project_defs(home)
+        cursor, _ = _tick(dagster_instance, defs, None)
+        failed = defs.resolve_job_def(job("score_day")).execute_in_process(
             partition_key=landed[0], instance=dagster_instance, raise_on_error=False)
         assert not failed.success
-        _fire(dagster_instance, failed.run_id)
+        _tick(dagster_instance, defs, cursor)
+        assert flush_pushes(timeout_s=30)  # pushes are sent in the background
         metrics = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()  # noqa: S310
         assert any(line.startswith("batch_inference_runs_total") and 'status="failure"' in line
                    and 'pipeline="card_fraud"' in line and line.endswith(" 1") for line in metrics.splitlines())
