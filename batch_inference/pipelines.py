@@ -41,6 +41,26 @@ def discover(root: Path = DEFS_ROOT) -> dict[str, Pipeline]:
     return found
 
 
+def declared_pipelines(root: Path = DEFS_ROOT) -> dict[str, list[tuple[Path, int]]]:
+    """Where each `BatchScoring` name is declared under `root`: (file, line of `name:`), from the raw
+    YAML, so that a name declared twice is reported with both files before anything else."""
+    from batch_inference.components.load_validation import yaml_locator
+
+    found: dict[str, list[tuple[Path, int]]] = {}
+    for path in sorted(root.rglob("defs.yaml")):
+        try:
+            documents = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError:
+            continue  # the loader reports a YAML syntax error with its position
+        for index, document in enumerate(documents):
+            if not isinstance(document, dict) or not str(document.get("type", "")).endswith("BatchScoring"):
+                continue
+            name = (document.get("attributes") or {}).get("name")
+            if isinstance(name, str):
+                found.setdefault(name, []).append((path, yaml_locator(path, index)(("name",))[1]))
+    return found
+
+
 def default_pipeline() -> str:
     """The first pipeline (by name) whose YAML names a data generator: what the CLI uses by default."""
     return next(name for name, p in sorted(discover().items()) if p.spec.input.generator)
