@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import dagster as dg
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from batch_inference.components.assets import (
     build_features_asset,
@@ -170,8 +170,14 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
     @classmethod
     def load(cls, attributes: Any, context: dg.ComponentLoadContext) -> BatchScoring:
         """Load as usual, keeping the YAML's source positions so load-time errors name file and line."""
-        component = super().load(attributes, context)
-        component._yaml_tree = context.resolution_context.source_position_tree
+        tree = context.resolution_context.source_position_tree
+        try:
+            component = super().load(attributes, context)
+        except ValidationError as exc:  # the model's own validators (e.g. the pipeline name)
+            problems = [Problem(tuple(error["loc"]), error["msg"]) for error in exc.errors()]
+            raise PipelineConfigError(str(getattr(attributes, "name", "?")), problems,
+                                      tree_locator(tree) if tree is not None else None) from None
+        component._yaml_tree = tree
         return component
 
     def pipeline(self, context: dg.ComponentLoadContext) -> Pipeline:
