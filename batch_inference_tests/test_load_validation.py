@@ -90,7 +90,7 @@ def test_an_invalid_name_says_which_field_and_which_characters_are_allowed():
     assert "invalid name 'card-fraud' (not allowed: '-')" in error and "digits 0-9 and underscore" in error
     text = with_line(YAML, "    asset: transactions", "    asset: trans.actions")
     error, root = load_error({"fraud2": text})
-    assert f"attributes.input.InputSpec.asset at {root / 'fraud2' / 'defs.yaml'}:{line_of(text, 'trans.actions')}" \
+    assert f"attributes.input.InputSpec.asset at {root / 'fraud2' / 'defs.yaml'}:{line_of(text, '  input:')}" \
         in error and "invalid name 'trans.actions' (not allowed: '.')" in error
     with pytest.raises(InvalidNameError, match=r"invalid features\.asset 'a b' \(not allowed: ' '\); allowed:"):
         validate_identifier("a b", "features.asset")
