@@ -30,6 +30,7 @@ from batch_inference.components.automation import (
 from batch_inference.components.checks import build_checks, prediction_check_names
 from batch_inference.components.load_validation import PipelineConfigError, Problem, tree_locator
 from batch_inference.components.pipeline import Pipeline
+from batch_inference.components.scaffold import BatchScoringScaffolder
 from batch_inference.quality.completeness import DEFAULT_MAX_QUARANTINE_SHARE
 from batch_inference.quality.drift import DriftThresholds, FeatureSettings
 from batch_inference.validation import validate_identifier
@@ -147,6 +148,7 @@ class BackfillSpec(dg.Model):
                                     "(`BackfillPolicy.multi_run`); 1 = one run per partition.")
 
 
+@dg.scaffold_with(BatchScoringScaffolder)
 class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
     """A checked, daily-partitioned batch scoring pipeline on the platform."""
 
