@@ -121,3 +121,33 @@ def test_a_bad_plugin_path_names_its_field():
 def test_the_feature_sql_schema_comes_from_an_empty_input_table():
     schema = feature_sql_schema((CARD_FRAUD / "features.sql").read_text(), TRANSACTION_SCHEMA)
     assert schema.names[:2] == ["record_id", "log_amount"] and str(schema.field("log_amount").type) == "float"
+
+
+def test_batch_inference_check_reports_the_same_problems_without_dagster(tmp_path: Path):
+    from batch_inference.pipelines import check_pipelines
+
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "defs.yaml").write_text(YAML)
+    (tmp_path / "one" / "features.sql").write_text((CARD_FRAUD / "features.sql").read_text())
+    bad = with_line(YAML, "  name: card_fraud", "  name: card fraud")
+    (tmp_path / "three").mkdir()
+    (tmp_path / "three" / "defs.yaml").write_text("# leading comment\n---\n" + bad)
+    errors = "\n".join(check_pipelines(tmp_path))
+    name_line = line_of(YAML, "  name: card_fraud")
+    assert f"{tmp_path / 'one' / 'defs.yaml'}:{name_line}: attributes.name: pipeline name 'card_fraud' is also " \
+           f"declared in {tmp_path / 'two' / 'defs.yaml'}:{name_line}" in errors
+    assert f"{tmp_path / 'two' / 'defs.yaml'}:{line_of(YAML, 'sql: features.sql')}: attributes.features.sql: " \
+           "SQL file not found" in errors
+    assert f"{tmp_path / 'three' / 'defs.yaml'}:{name_line + 2}: attributes.name: Value error, invalid name " \
+           "'card fraud' (not allowed: ' ')" in errors
+
+
+def test_batch_inference_check_passes_on_the_project():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([str(Path(sys.executable).parent / "batch-inference"), "check"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "pipeline(s) checked: no problems" in proc.stdout

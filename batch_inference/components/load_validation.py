@@ -181,6 +181,5 @@ def _pandera_fits(schema, table: pa.Table, field: FieldPath, what: str) -> list[
     report = validate(schema, table)
     if report.passed:
         return []
-    cases = "; ".join(f"{row.column or ''} {row.check}: {row.failure_case}".strip()
-                      for row in report.failure_sample.itertuples())
+    cases = "; ".join(f"{row.column}: {row.check}, got {row.failure_case}" for row in report.failure_sample.itertuples())
     return [Problem(field, f"{what} does not fit {getattr(schema.Config, 'name', schema.__name__)}: {cases}")]
