@@ -91,3 +91,32 @@ def test_scaffolding_refuses_a_name_that_cannot_name_landing_files(tmp_path: Pat
     assert "batch_inference.defs.ok_name.schemas:INPUT_SCHEMA" in (written[0].parent / "defs.yaml").read_text()
     with pytest.raises(FileExistsError):
         scaffold_pipeline(tmp_path / "batch_inference" / "defs" / "ok_name", tmp_path)
+
+
+def test_the_docs_plugin_examples_implement_their_protocols():
+    """The adapter and head of docs/add-a-pipeline.md, run as written."""
+    import re
+
+    import numpy as np
+    import pyarrow as pa
+    import torch
+
+    from batch_inference.plugins.protocols import InputAdapter, OutputHead
+
+    text = (REPO / "docs" / "add-a-pipeline.md").read_text()
+    namespace: dict = {}
+    for block in re.findall(r"```python\n(.*?)```", text, re.S):
+        if "class ClippedMatrix" in block or "class FlaggedProbability" in block:
+            exec(compile(block, "docs/add-a-pipeline.md", "exec"), namespace)  # noqa: S102
+    adapter = namespace["ClippedMatrix"](columns=["a", "b"], low=-1, high=1)
+    assert isinstance(adapter, InputAdapter)
+    batch = pa.RecordBatch.from_pydict({"record_id": ["r1", "r2", "r3"], "a": [0.5, None, 9.0], "b": [-3.0, 1.0, 0.0]})
+    prepared = adapter.prepare(batch, forward_rows=1)
+    assert prepared.record_ids.to_pylist() == ["r1", "r3"] and prepared.rejected_ids == ["r2"]
+    assert [c.tolist() for c in prepared.chunks] == [[[0.5, -1.0]], [[1.0, 0.0]]]
+    head = namespace["FlaggedProbability"](threshold=0.5)
+    assert isinstance(head, OutputHead)
+    values = head.transform(torch.tensor([[0.0], [4.0], [-4.0]])).numpy()
+    score, flagged = head.to_columns(values)
+    assert flagged.to_pylist() == [True, True, False] and score.type == pa.float32()
+    assert [f.name for f in head.fields()] == ["score", "flagged"] and np.isclose(score[0].as_py(), 0.5)
