@@ -24,7 +24,13 @@ class PipelineYamlError(ValueError):
 def _documents(root: Path):
     """(file, document index, document) of every `BatchScoring` document under `root`."""
     for path in sorted(root.rglob("defs.yaml")):
-        for index, document in enumerate(yaml.safe_load_all(path.read_text())):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue  # .venv, .git, caches
+        try:
+            documents = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError:
+            continue  # not ours to report: Dagster's loader names a YAML syntax error with its position
+        for index, document in enumerate(documents):
             if isinstance(document, dict) and str(document.get("type", "")).endswith("BatchScoring"):
                 yield path, index, document
 

@@ -208,8 +208,11 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
         tree = self._yaml_tree
         locate = tree_locator(tree) if tree is not None else None
         here = tree.position.filename if tree is not None else None
-        others = [f"{file}:{line}" for file, line in declared_pipelines(context.defs_module_path).get(self.name, [])
-                  if here is None or str(file) != str(here)]
+        declared = declared_pipelines(context.defs_module_path).get(self.name, [])
+        # Built from YAML: any other file naming this pipeline. Built in Python: the name in two files.
+        others = [f"{file}:{line}" for file, line in declared if here is None or str(file) != str(here)]
+        if here is None and len(others) < 2:
+            others = []
         try:
             p.validate(locate)
         except PipelineConfigError as exc:
