@@ -151,3 +151,12 @@ def test_batch_inference_check_passes_on_the_project():
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "pipeline(s) checked: no problems" in proc.stdout
+
+
+def test_drift_settings_for_a_column_that_does_not_exist_fail_at_load():
+    text = with_line(YAML, "      card_not_present: {critical: true}",
+                     "      card_not_present: {critical: true}\n      hour_of_week: {exclude: true}")
+    error, root = load_error({"fraud2": text})
+    where = f"{root / 'fraud2' / 'defs.yaml'}:{line_of(text, 'hour_of_week:')}"
+    assert f"{where}: attributes.quality.features.hour_of_week: drift settings for 'hour_of_week', which is " \
+           "neither a column of features.sql" in error

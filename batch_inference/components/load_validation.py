@@ -7,7 +7,8 @@ them all, each as `file:line: attributes.<field>: message`. The checks:
 - the feature SQL's output columns, found by running it over an empty table of the input schema
   (what DuckDB's `DESCRIBE` reports), hold the row key, the adapter's columns (`adapter_params`
   `column` / `columns`), the model's feature list (`registered_model.params.features`), and fit
-  the features' pandera schema; the scoring output (row key, head columns, provenance) fits the
+  the features' pandera schema, and per-feature drift settings (`quality.features`) name a feature
+  or an output column; the scoring output (row key, head columns, provenance) fits the
   predictions' pandera schema.
 
 Names are checked by the YAML model itself (`batch_scoring.Identifier`); duplicate pipeline names
@@ -127,7 +128,8 @@ def find_problems(p: Pipeline) -> list[Problem]:
         if path:
             attempt(field, lambda path=path: locate(path))
     if sql_found and schema is not None:
-        problems += _feature_columns(p, schema, features_schema)
+        outputs = [f.name for f in head.fields()] if head is not None else []
+        problems += _feature_columns(p, schema, features_schema, outputs)
     if head is not None and predictions_schema is not None:
         problems += _pandera_fits(predictions_schema, output_schema(head, p.row_key).empty_table(),
                                   ("scoring", "pandera_schema"), "the scoring output")
@@ -141,7 +143,7 @@ def feature_sql_schema(sql: str, input_schema: pa.Schema) -> pa.Schema:
     return run_feature_sql(sql, input_schema.empty_table()).schema
 
 
-def _feature_columns(p: Pipeline, input_schema: pa.Schema, features_schema) -> list[Problem]:
+def _feature_columns(p: Pipeline, input_schema: pa.Schema, features_schema, outputs: list[str]) -> list[Problem]:
     spec, sql_file = p.spec, p.spec.features.sql
     try:
         out = feature_sql_schema((p.root / sql_file).read_text(), input_schema)
@@ -168,6 +170,10 @@ def _feature_columns(p: Pipeline, input_schema: pa.Schema, features_schema) -> l
         if missing:
             problems.append(Problem(field, f"column(s) {', '.join(map(repr, missing))} not selected by "
                                     f"{sql_file} (it selects: {shown})"))
+    for name in getattr(spec.quality, "features", {}) or {}:
+        if name not in have and name not in outputs:
+            problems.append(Problem(("quality", "features", name), f"drift settings for {name!r}, which is neither "
+                                    f"a column of {sql_file} ({shown}) nor an output ({', '.join(outputs)})"))
     if features_schema is not None:
         problems += _pandera_fits(features_schema, out.empty_table(), ("features", "pandera_schema"),
                                   f"the output of {sql_file}")
