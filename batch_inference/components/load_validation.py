@@ -111,7 +111,8 @@ def find_problems(p: Pipeline) -> list[Problem]:
             problems.append(Problem(("features", "sql"), f"SQL file not found: {p.root / spec.features.sql}"))
     elif not spec.features.callable:
         problems.append(Problem(("features",), "needs `sql` (a file in this folder) or `callable`"))
-    schema = attempt(("input", "arrow_schema"), lambda: p.arrow_schema)
+    # The input's Arrow schema (for an upstream-fed input: the upstream's, when the YAML names it).
+    schema = attempt(("input", "arrow_schema"), lambda: p.arrow_schema) if spec.input.arrow_schema else None
     attempt(("input", "rules"), lambda: p.rules)
     features_schema = attempt(("features", "pandera_schema"), lambda: p.features_schema)
     predictions_schema = attempt(("scoring", "pandera_schema"), lambda: p.predictions_schema)
