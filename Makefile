@@ -36,6 +36,7 @@ dev: install
 
 lint: install
 	$(VENV)/bin/ruff check batch_inference batch_inference_tests
+	$(VENV)/bin/batch-inference check   # every pipeline's YAML, SQL columns, schemas, plug-ins: problems first
 
 # The full suite (what CI runs): unit, integration (real dagster/daemon/webserver processes, MLflow
 # server, moto S3, Postgres, Pushgateway, promtool, Chromium) and `dg check defs`.

@@ -22,6 +22,18 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    """The load-time checks of every pipeline, problems only (what `dg check defs` also runs)."""
+    from batch_inference.pipelines import check_pipelines, discover
+
+    errors = check_pipelines()
+    for error in errors:
+        print(error, file=sys.stderr)
+    if not errors:
+        print(f"{len(discover())} pipeline(s) checked: no problems")
+    return 1 if errors else 0
+
+
 def _cmd_release_slots(args: argparse.Namespace) -> int:
     """After a SIGKILL: mark dead local runs failed and free the pool slots they held (DAGSTER_HOME)."""
     import dagster as dg
@@ -49,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--drift", type=float, default=0.0, help="shift the distributions by this strength")
     gen.add_argument("--drop-column", help="leave this column out of the file")
     gen.set_defaults(func=_cmd_generate)
+    chk = sub.add_parser("check", help="check every pipeline's YAML, SQL columns, schemas and plug-ins (no run); "
+                         "each problem named by file, line and field")
+    chk.set_defaults(func=_cmd_check)
     rel = sub.add_parser("release-slots", help="mark runs killed on this machine failed and free their pool slots")
     rel.set_defaults(func=_cmd_release_slots)
     return parser

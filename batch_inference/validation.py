@@ -35,8 +35,16 @@ def parse_landing_name(name: str) -> tuple[str, str]:
     return match["entity"], validate_partition_key(match["date"])
 
 
-def validate_identifier(name: str) -> str:
-    """Return `name` if it is a plain SQL identifier (letters, digits, underscore)."""
+IDENTIFIER_RULE = ("allowed: letters A-Z a-z, digits 0-9 and underscore `_`, starting with a letter or "
+                   "underscore, at most 63 characters")
+
+
+def validate_identifier(name: str, field: str = "identifier") -> str:
+    """Return `name` if it is a plain SQL identifier (letters, digits, underscore), else raise an
+    error that names the `field` it came from and the characters allowed."""
     if not isinstance(name, str) or not _IDENTIFIER_RE.fullmatch(name):
-        raise InvalidNameError(f"invalid identifier {name!r}")
+        bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c == "_"))}) \
+            if isinstance(name, str) else []
+        detail = f" (not allowed: {' '.join(repr(c) for c in bad)})" if bad else ""
+        raise InvalidNameError(f"invalid {field} {name!r}{detail}; {IDENTIFIER_RULE}")
     return name

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import dagster as dg
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from batch_inference.components.assets import (
     build_features_asset,
@@ -28,15 +28,25 @@ from batch_inference.components.automation import (
     build_schedule,
 )
 from batch_inference.components.checks import build_checks, prediction_check_names
+from batch_inference.components.load_validation import PipelineConfigError, Problem, tree_locator
 from batch_inference.components.pipeline import Pipeline
+from batch_inference.components.scaffold import BatchScoringScaffolder
 from batch_inference.quality.completeness import DEFAULT_MAX_QUARANTINE_SHARE
 from batch_inference.quality.drift import DriftThresholds, FeatureSettings
+from batch_inference.validation import validate_identifier
+
+
+def _identifier(cls, value: str) -> str:
+    """A name that becomes part of an asset key, a lake path and SQL: checked when the YAML is read,
+    so the error carries the file, the line and the field."""
+    return validate_identifier(value, "name")
 
 
 class InputSpec(dg.Model):
     """Where a day's rows come from, their types, and the row rules that quarantine bad rows."""
 
     asset: str = Field("input", description="Asset name of the validated input (key `<pipeline>/<asset>`).")
+    _asset_is_a_name = field_validator("asset")(_identifier)
     landing_entity: str | None = Field(None, description="Landing files `<entity>_YYYY-MM-DD.parquet`; "
                                        "default: the asset name (none for an upstream-fed input).")
     upstream_asset: str | None = Field(None, description="Instead of landing files, an existing lake asset "
@@ -62,6 +72,7 @@ class InputSpec(dg.Model):
 
 class FeaturesSpec(dg.Model):
     asset: str = "features"
+    _asset_is_a_name = field_validator("asset")(_identifier)
     key: str | None = Field(None, description="The row key column the features select and the predictions "
                             "carry; default: `input.key`.")
     sql: str | None = Field(None, description="SQL file (relative to this folder) over the table `input`.")
@@ -84,6 +95,7 @@ class ModelSpec(dg.Model):
 
 class ScoringSpec(dg.Model):
     asset: str = "predictions"
+    _asset_is_a_name = field_validator("asset")(_identifier)
     adapter: str = Field(..., description="Import path of the input adapter class.")
     adapter_params: dict[str, Any] = Field(default_factory=dict)
     head: str = Field(..., description="Import path of the output head class.")
@@ -128,6 +140,7 @@ class AutomationSpec(dg.Model):
 
 class ServingSpec(dg.Model):
     asset: str = "serving_predictions"
+    _asset_is_a_name = field_validator("asset")(_identifier)
 
 
 class BackfillSpec(dg.Model):
@@ -135,10 +148,12 @@ class BackfillSpec(dg.Model):
                                     "(`BackfillPolicy.multi_run`); 1 = one run per partition.")
 
 
+@dg.scaffold_with(BatchScoringScaffolder)
 class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
     """A checked, daily-partitioned batch scoring pipeline on the platform."""
 
     name: str = Field(..., description="Pipeline name: the asset key prefix, group and lake folder.")
+    _name_is_a_name = field_validator("name")(_identifier)
     description: str = ""
     partitions_start: str = "2025-01-01"
     demo_rows_per_day: int | None = Field(None, description="Rows a day `make demo` generates for this "
@@ -152,13 +167,28 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
     serving: ServingSpec = Field(default_factory=ServingSpec)
     backfill: BackfillSpec = Field(default_factory=BackfillSpec)
 
+    _yaml_tree: Any = PrivateAttr(None)  # where each field sits in its defs.yaml, kept from `load`
+
+    @classmethod
+    def load(cls, attributes: Any, context: dg.ComponentLoadContext) -> BatchScoring:
+        """Load as usual, keeping the YAML's source positions so load-time errors name file and line."""
+        tree = context.resolution_context.source_position_tree
+        try:
+            component = super().load(attributes, context)
+        except ValidationError as exc:  # the model's own validators (e.g. the pipeline name)
+            problems = [Problem(tuple(error["loc"]), error["msg"]) for error in exc.errors()]
+            raise PipelineConfigError(str(getattr(attributes, "name", "?")), problems,
+                                      tree_locator(tree) if tree is not None else None) from None
+        component._yaml_tree = tree
+        return component
+
     def pipeline(self, context: dg.ComponentLoadContext) -> Pipeline:
         """This model, with its folder: what the builders read (names, partitions, plug-ins)."""
         return Pipeline(self, context.path)
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         p = self.pipeline(context)
-        p.validate()
+        self.validate_at_load(p, context)
         jobs = build_jobs(p)
         assets: list = [build_features_asset(p), build_model_asset(p), build_predictions_asset(p),
                         build_serving_asset(p, prediction_check_names(p))]
@@ -169,3 +199,28 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
             sensors.insert(0, build_landing_sensor(p, jobs["daily"]))
         return dg.Definitions(assets=assets, asset_checks=build_checks(p), jobs=list(jobs.values()),
                               sensors=sensors, schedules=[build_schedule(p, jobs["daily"])])
+
+    def validate_at_load(self, p: Pipeline, context: dg.ComponentLoadContext) -> None:
+        """Every mistake of this instance found now, before any run, each named by file, line and
+        field (`load_validation`), plus a pipeline name declared in another `defs.yaml` too."""
+        from batch_inference.pipelines import declared_pipelines
+
+        tree = self._yaml_tree
+        locate = tree_locator(tree) if tree is not None else None
+        here = tree.position.filename if tree is not None else None
+        declared = declared_pipelines(context.defs_module_path).get(self.name, [])
+        # Built from YAML: any other file naming this pipeline. Built in Python: the name in two files.
+        others = [f"{file}:{line}" for file, line in declared if here is None or str(file) != str(here)]
+        if here is None and len(others) < 2:
+            others = []
+        try:
+            p.validate(locate)
+        except PipelineConfigError as exc:
+            problems = exc.problems
+        else:
+            problems = []
+        if others:
+            problems.append(Problem(("name",), f"pipeline name {self.name!r} is also declared in "
+                                    f"{', '.join(others)}"))
+        if problems:
+            raise PipelineConfigError(self.name, problems, locate)

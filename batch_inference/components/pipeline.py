@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 import dagster as dg
 import pyarrow as pa
 
+from batch_inference.components.load_validation import Locator, PipelineConfigError, find_problems
 from batch_inference.features import FeatureFn, sql_features
 from batch_inference.k8s import GPU_STEP_K8S_CONFIG, merge_k8s_config
 from batch_inference.lake import Lake
 from batch_inference.modeling.registry import ModelRegistry
-from batch_inference.plugins.loading import PluginError, check_protocol, load_object, locate
+from batch_inference.plugins.loading import PluginError, check_protocol, load_object
 from batch_inference.plugins.protocols import InputAdapter, ModelFormat, OutputHead
 from batch_inference.settings import Settings, load_settings
 from batch_inference.validation import validate_identifier
@@ -44,8 +45,10 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         spec = self.spec
-        for name in (spec.name, spec.input.asset, spec.features.asset, spec.scoring.asset, spec.serving.asset):
-            validate_identifier(name)
+        for where, name in (("name", spec.name), ("input.asset", spec.input.asset),
+                            ("features.asset", spec.features.asset), ("scoring.asset", spec.scoring.asset),
+                            ("serving.asset", spec.serving.asset)):
+            validate_identifier(name, where)  # the YAML model checks them first, with file and line
         if not 0.0 <= spec.quality.max_quarantine_share <= 1.0:
             raise ValueError(f"{spec.name}: quality.max_quarantine_share must lie in [0, 1], "
                              f"got {spec.quality.max_quarantine_share}")
@@ -159,16 +162,13 @@ class Pipeline:
     def builder(self):
         return _load_optional(self.spec.registered_model.builder)
 
-    def validate(self) -> None:
-        """Resolve the light plug-ins now, so a bad YAML fails when definitions load; the heavy ones
-        (model format, adapter, builder: they import torch) are only located, not imported."""
-        _ = self.arrow_schema, self.rules, self.features_schema, self.predictions_schema, self.feature_fn
-        _ = self.head
-        spec = self.spec
-        for path in (spec.registered_model.format, spec.scoring.adapter, spec.registered_model.builder,
-                     spec.input.generator, spec.quality.drift_check):
-            if path:
-                locate(path)
+    def validate(self, locate: Locator | None = None) -> None:
+        """Check everything that can be checked before a run (see `load_validation`): plug-ins, the
+        SQL file, the feature SQL's columns against the adapter, the model's feature list and the
+        pandera schemas. Raises `PipelineConfigError` naming file, line (via `locate`) and field."""
+        problems = find_problems(self)
+        if problems:
+            raise PipelineConfigError(self.name, problems, locate)
 
 
 def _load_optional(path: str | None):

@@ -25,22 +25,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from batch_inference.inference.schema import output_schema
 from batch_inference.plugins.protocols import InputAdapter, OutputHead, Prepared
 from batch_inference.tracing import span
 
-PROVENANCE_FIELDS = [
-    pa.field("model_name", pa.string()),
-    pa.field("model_version", pa.string()),
-    pa.field("scored_at", pa.timestamp("us", tz="UTC")),
-    pa.field("run_id", pa.string()),
-]
-
 _SENTINEL = object()
-
-
-def output_schema(head: OutputHead, key: str = "record_id") -> pa.Schema:
-    """The row key column `key`, the head's columns, then the provenance columns."""
-    return pa.schema([pa.field(key, pa.string()), *head.fields(), *PROVENANCE_FIELDS])
 
 
 @dataclass

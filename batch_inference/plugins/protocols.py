@@ -55,7 +55,12 @@ class Prepared:
 @runtime_checkable
 class InputAdapter(Protocol):
     """Record batches in, forward chunks out. Runs in the reader thread: keep it free of torch
-    compute that needs the device."""
+    compute that needs the device.
+
+    Built with `cls(**adapter_params)`, or `cls.from_model(loaded, **adapter_params)` when the class
+    has that classmethod. Params named `column` (one name) or `columns` (a list) name feature
+    columns: they are checked against the feature SQL when definitions load. Worked example:
+    docs/add-a-pipeline.md."""
 
     @property
     def columns(self) -> tuple[str, ...]:
