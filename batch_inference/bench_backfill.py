@@ -107,7 +107,8 @@ def _event_log_bytes(dagster_home: Path) -> int:
 def run_strategy(name: str, per_run: int, home: Path, info, days: list[str]) -> dict:
     """One backfill of `days` through a fresh `dagster dev`; returns the measurements."""
     import dagster as dg
-    from dagster._core.execution.backfill import BulkActionStatus
+
+    from batch_inference.dagster_compat import BACKFILL_REQUESTED, backfill_status
 
     work = home / name
     shutil.rmtree(work, ignore_errors=True)
@@ -125,10 +126,10 @@ def run_strategy(name: str, per_run: int, home: Path, info, days: list[str]) -> 
             raise RuntimeError(f"backfill not launched: {answer}")
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
             backfill_id = answer["backfillId"]
-            while instance.get_backfill(backfill_id).status == BulkActionStatus.REQUESTED:
+            while backfill_status(instance, backfill_id) == BACKFILL_REQUESTED:
                 time.sleep(2)
             wall = time.monotonic() - started
-            status = instance.get_backfill(backfill_id).status
+            status = backfill_status(instance, backfill_id)
             runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
             engine = 0.0
             for day in days:
@@ -138,7 +139,7 @@ def run_strategy(name: str, per_run: int, home: Path, info, days: list[str]) -> 
                 engine += float(meta["duration_seconds"].value) if "duration_seconds" in meta else 0.0
         daemon_cpu = _tree_cpu_seconds(server.pid, "dagster._daemon") - daemon_cpu_before
     return {"pipeline": info.name, "strategy": name, "partitions": len(days), "partitions_per_run": per_run,
-            "status": status.value, "runs": len(runs), "wall_seconds": round(wall, 1),
+            "status": status, "runs": len(runs), "wall_seconds": round(wall, 1),
             "scoring_seconds": round(engine, 1), "overhead_per_partition_s": round((wall - engine) / len(days), 3),
             "daemon_cpu_seconds": round(daemon_cpu, 1),
             "event_log_mb": round(_event_log_bytes(dagster_home) / 1e6, 1)}

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.events import DagsterEventType
 
 from batch_inference.components.platform_sensors import alert_flush, alert_on_failure
 from batch_inference.pipelines import write_landing_file
@@ -42,7 +41,7 @@ def receiver():
 def _fire(instance: dg.DagsterInstance, run_id: str) -> None:
     """Evaluate the run-failure sensor for one failed run, as the daemon does."""
     run = instance.get_run_by_id(run_id)
-    event = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)[-1].dagster_event
+    event = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[-1].dagster_event
     context = dg.build_run_status_sensor_context(sensor_name="alert_on_failure", dagster_instance=instance,
                                                  dagster_run=run, dagster_event=event).for_run_failure()
     alert_on_failure(context)

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from batch_inference.components.pipeline import QUARANTINE, Pipeline
+from batch_inference.dagster_compat import check_evaluation
 from batch_inference.failures import runbook_for_check
 from batch_inference.ingest import read_landing_ids
 from batch_inference.observability import push_check_metrics
@@ -90,21 +91,7 @@ def per_partition(instance: dg.DagsterInstance, key: dg.AssetCheckKey, result: d
                   date: str) -> dg.AssetCheckEvaluation:
     """A check result recorded for one partition of a ranged run, aimed at that partition's latest
     materialization (what a single-partition run records by itself)."""
-    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-        AssetCheckEvaluationTargetMaterializationData,
-    )
-    from dagster._core.definitions.metadata import normalize_metadata
-
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key.asset_key, asset_partitions=[date]), limit=1).records
-    target = (AssetCheckEvaluationTargetMaterializationData(storage_id=records[0].storage_id,
-                                                            run_id=records[0].run_id,
-                                                            timestamp=records[0].timestamp)
-              if records else None)
-    return dg.AssetCheckEvaluation(asset_key=key.asset_key, check_name=key.name, passed=result.passed,
-                                   metadata=normalize_metadata(dict(result.metadata or {})),
-                                   severity=result.severity, partition=date, blocking=True,
-                                   target_materialization_data=target)
+    return check_evaluation(instance, key, result, date, blocking=True)
 
 
 def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckResult:
