@@ -145,3 +145,16 @@ def assets_in_run(context: dg.OpExecutionContext) -> set[dg.AssetKey]:
     if selection:
         return set(selection)
     return set(context.job_def.asset_layer.executable_asset_keys)
+
+
+def dependents_in_run(context: dg.OpExecutionContext) -> bool:
+    """Whether anything else in this run waits for the current step: a child asset of its assets,
+    or a check on them (for a check step: a child of the asset it checks)."""
+    graph = context.job_def.asset_layer.asset_graph
+    in_run = assets_in_run(context)
+    checks = context.run.asset_check_selection
+    checks_in_run = set(checks) if checks is not None else set(graph.asset_check_keys)
+    if context.selected_asset_check_keys and not context.selected_asset_keys:  # a check step
+        return any(graph.get(k.asset_key).child_keys & in_run for k in context.selected_asset_check_keys)
+    return any(graph.get(key).child_keys & in_run or graph.get(key).check_keys & checks_in_run
+               for key in context.selected_asset_keys)
