@@ -158,3 +158,15 @@ def dependents_in_run(context: dg.OpExecutionContext) -> bool:
         return any(graph.get(k.asset_key).child_keys & in_run for k in context.selected_asset_check_keys)
     return any(graph.get(key).child_keys & in_run or graph.get(key).check_keys & checks_in_run
                for key in context.selected_asset_keys)
+
+
+def record_check_evaluation(context: dg.AssetCheckExecutionContext, evaluation: dg.AssetCheckEvaluation) -> None:
+    """Record an evaluation as it is (a failed blocking one included) without failing the step: the
+    step goes on, and the gate downstream applies it per partition. Yielded instead, a failed
+    blocking evaluation makes Dagster fail the step and skip everything downstream."""
+    context.op_execution_context.log_event(evaluation)
+
+
+def check_output(context: dg.AssetCheckExecutionContext, key: dg.AssetCheckKey) -> dg.Output:
+    """The check step's declared output for `key`, so steps downstream run (no result is attached)."""
+    return dg.Output(None, output_name=context.op_execution_context.job_def.asset_layer.get_op_output_name(key))

@@ -138,3 +138,44 @@ def test_pool_slots_are_listed_and_freed_per_run(instance):
     compat.free_pool_slots(instance, "run-a")
     assert compat.pool_usage(instance, "gpu").holders == ()
     assert "run-a" not in compat.runs_holding_pool_slots(instance)
+
+
+GATED = dg.AssetKey("gated")
+GATED_CHECK = dg.AssetCheckKey(GATED, "gated_ok")
+
+
+@dg.asset(key=GATED, partitions_def=DAILY)
+def gated(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    return dg.MaterializeResult()
+
+
+@dg.asset(partitions_def=DAILY, deps=[gated])
+def after_gate(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    return dg.MaterializeResult()
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+    GATED_SPEC = dg.AssetCheckSpec(GATED_CHECK.name, asset=GATED, blocking=True, partitions_def=DAILY)
+
+
+@dg.multi_asset_check(specs=[GATED_SPEC], can_subset=True)
+def gated_checks(context: dg.AssetCheckExecutionContext):
+    for day in context.partition_keys:
+        result = dg.AssetCheckResult(passed=day != DAYS[1], severity=dg.AssetCheckSeverity.ERROR)
+        compat.record_check_evaluation(context, compat.check_evaluation(context.instance, GATED_CHECK, result, day,
+                                                                        blocking=True))
+    yield compat.check_output(context, GATED_CHECK)
+
+
+def test_a_recorded_failed_blocking_evaluation_leaves_the_step_and_its_downstream_running(instance):
+    defs = dg.Definitions(assets=[gated, after_gate], asset_checks=[gated_checks],
+                          jobs=[dg.define_asset_job("gated_job", [gated, after_gate])])
+    result = defs.resolve_job_def("gated_job").execute_in_process(instance=instance, tags=RANGE_TAGS)
+    assert result.success
+    assert instance.get_materialized_partitions(dg.AssetKey("after_gate")) == set(DAYS)
+    failed = compat.latest_check_evaluation(instance, GATED_CHECK, DAYS[1])
+    assert not failed.passed and failed.blocking and failed.severity == dg.AssetCheckSeverity.ERROR
+    assert compat.latest_check_evaluation(instance, GATED_CHECK, DAYS[0]).passed
+    skipped = [e for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
+    assert not skipped
