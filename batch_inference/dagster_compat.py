@@ -153,7 +153,8 @@ def dependents_in_run(context: dg.OpExecutionContext) -> bool:
     graph = context.job_def.asset_layer.asset_graph
     in_run = assets_in_run(context)
     checks = context.run.asset_check_selection
-    checks_in_run = set(checks) if checks is not None else set(graph.asset_check_keys)
+    checks_in_run = (set(checks) if checks is not None else set(graph.asset_check_keys)) - set(
+        context.selected_asset_check_keys)  # checks this step runs itself wait for nothing
     if context.selected_asset_check_keys and not context.selected_asset_keys:  # a check step
         return any(graph.get(k.asset_key).child_keys & in_run for k in context.selected_asset_check_keys)
     return any(graph.get(key).child_keys & in_run or graph.get(key).check_keys & checks_in_run

@@ -36,11 +36,14 @@ def require_published_checks(instance: dg.DagsterInstance, asset_key: dg.AssetKe
         elif execution.target_storage_id != mat.storage_id:
             problems.append(f"{key.name}: evaluated against an older materialization, not run {mat.run_id}")
         elif not execution.evaluation.passed and execution.evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            problems.append(f"{key.name}: failed (run {execution.run_id})")
+            runbook = execution.evaluation.metadata.get("runbook")
+            hint = f"; runbook {runbook.value}" if runbook is not None else ""
+            problems.append(f"{key.name}: failed (run {execution.run_id}{hint})")
     if problems:
+        hint = "" if "runbook" in " ".join(problems) else " (runbook docs/runbooks/F2.md)"
         raise dg.Failure(
             description=f"refusing to publish {asset_key.to_user_string()} {partition}: "
-            + "; ".join(problems) + ". Re-materialize the partition with its checks, or re-run the checks "
-            "(runbook docs/runbooks/F2.md).",
+            + "; ".join(problems) + ". Re-materialize the partition with its checks, or re-run the checks"
+            + hint + ".",
             metadata={"partition": partition, "predictions_run_id": mat.run_id}, allow_retries=False)
     return GateResult(mat.run_id, mat.storage_id, [k.name for k in keys])

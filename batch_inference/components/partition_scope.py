@@ -14,18 +14,29 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 
-from batch_inference.dagster_compat import dependents_in_run
+from batch_inference.dagster_compat import (
+    assets_in_run,
+    check_evaluation,
+    check_output,
+    dependents_in_run,
+    record_check_evaluation,
+)
 from batch_inference.validation import validate_partition_key
 
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 FAILED_PARTITIONS = "failed_partitions"  # metadata key of a ranged step's failure: "D1, D2"
+# The input asset runs alone in a backfill (a policy unlike its dependents'), so a bad landing file
+# fails only its day: the daemon starts the ranged runs downstream for the days that were ingested.
+INPUT_BACKFILL_POLICY = dg.BackfillPolicy.single_run()
+HISTORY_RUNS = 500  # finished runs looked at for a partition's failures before its publish (M13)
 _RUNBOOK = re.compile(r"docs/runbooks/F\d+\.md")
 
 
@@ -83,6 +94,27 @@ def failed_partitions_of_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -
     return sorted(named) or partitions_of_run(run)
 
 
+def partition_history(instance: dg.DagsterInstance, days: Sequence[str],
+                      ours: Callable[[dg.DagsterRun], bool]) -> dict[str, list[tuple[float, bool]]]:
+    """Per day, (end time, succeeded) of the finished runs of ours that covered it, whatever their
+    shape: a ranged run that failed counts as a failure only for the days it named."""
+    wanted, history = set(days), defaultdict(list)
+    records = instance.get_run_records(dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]), limit=HISTORY_RUNS)
+    for record in records:
+        run = record.dagster_run
+        covered = wanted.intersection(partitions_of_run(run))
+        if not covered or not record.end_time or not ours(run):
+            continue
+        if run.status == dg.DagsterRunStatus.SUCCESS:
+            for day in covered:
+                history[day].append((record.end_time, True))
+        else:
+            for day in covered.intersection(failed_partitions_of_run(instance, run)):
+                history[day].append((record.end_time, False))
+    return dict(history)
+
+
 @dataclass(frozen=True)
 class DayFailure:
     day: str
@@ -112,17 +144,62 @@ def day_failure(asset_key: dg.AssetKey, failures: list[DayFailure], days: int) -
         allow_retries=any(f.retryable for f in failures))
 
 
+DayChecks = Callable[[str], list[tuple[dg.AssetCheckKey, dg.AssetCheckResult]]]
+
+
+def _named(key: dg.AssetCheckKey, result: dg.AssetCheckResult) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(asset_key=key.asset_key, check_name=key.name, passed=result.passed,
+                               severity=result.severity, metadata=result.metadata)
+
+
+def _errored(error: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata={"error": error[:2000]})
+
+
+def _record_checks(context, checks: DayChecks | None, day: str,
+                   keys: list[dg.AssetCheckKey] | None = None) -> list[DayFailure]:
+    """Evaluate the day's checks, record each for that day's latest materialization, and return the
+    day's failure if a blocking check failed with ERROR (an evaluation that raised counts as failed)."""
+    if checks is None:
+        return []
+    selected = context.selected_asset_check_keys
+    try:
+        results = [(key, result) for key, result in checks(day) if key in selected]
+    except Exception as exc:  # noqa: BLE001 - the day's checks failed to run: recorded as failed for that day
+        results = [(key, _errored(f"{type(exc).__name__}: {exc}")) for key in keys or []]
+        if not results:
+            return [_failure(day, exc)]
+    failed = []
+    for key, result in results:
+        record_check_evaluation(context, check_evaluation(context.instance, key, result, day, blocking=True))
+        if not result.passed and result.severity == dg.AssetCheckSeverity.ERROR:
+            runbook = (result.metadata or {}).get("runbook")
+            runbook = getattr(runbook, "value", runbook)
+            failed.append(f"blocking check {key.name} failed" + (f"; runbook {runbook}" if runbook else ""))
+    return [DayFailure(day, "; ".join(failed), False)] if failed else []
+
+
+def _gate_in_run(context, gated_by: dg.AssetKey | None) -> bool:
+    return gated_by is not None and gated_by in assets_in_run(context.op_execution_context)
+
+
 def materialize(context: dg.AssetExecutionContext, scope: PartitionScope, asset_key: dg.AssetKey,
-                work: Callable[[str], dict]) -> Iterator:
+                work: Callable[[str], dict], checks: DayChecks | None = None,
+                gated_by: dg.AssetKey | None = None) -> Iterator:
     """Run `work(day)` for each day of the scope and record each day's outcome (yield from it).
 
-    One partition: `work`'s errors fail the step as they are. A range: a failed day is logged and
-    the others go on; each day that succeeded gets a materialization with its figures, and the
-    step fails at the end naming the failed days. When nothing else in the run waits for the step
-    (`scope.live`) each day is recorded as soon as it is done, so a run killed half way keeps them.
+    One partition: `work`'s errors fail the step as they are, and `checks` (the asset's own checks)
+    are its plain check results. A range: a failed day is logged and the others go on; each day
+    that succeeded gets a materialization with its figures and its checks recorded for it, and the
+    step fails at the end naming the failed days. A day whose blocking check failed fails the step
+    too, unless `gated_by` (the publish, which refuses such days one by one) is in the run. When
+    nothing else in the run waits for the step (`scope.live`) each day is recorded as soon as it is
+    done, so a run killed half way keeps them.
     """
     done: dict[str, dict] = {}
     failures: list[DayFailure] = []
+    refused: list[DayFailure] = []
     for day in scope.days:
         if scope.single:
             done[day] = work(day)
@@ -135,18 +212,42 @@ def materialize(context: dg.AssetExecutionContext, scope: PartitionScope, asset_
             continue
         if scope.live:
             yield dg.AssetMaterialization(asset_key, partition=day, metadata=done[day])
-    if failures:
-        if not scope.live:
+            refused += _record_checks(context, checks, day)
+    if scope.single:
+        day = scope.days[0]
+        selected = context.selected_asset_check_keys
+        results = [_named(key, result) for key, result in checks(day) if key in selected] if checks else []
+        yield dg.MaterializeResult(metadata=done[day], check_results=results)
+        return
+    if not scope.live:
+        if failures:
             for day, metadata in done.items():
                 yield dg.AssetMaterialization(asset_key, partition=day, metadata=metadata)
-        raise day_failure(asset_key, failures, len(scope.days))
-    if scope.live:
-        return
+        else:
+            for day, metadata in done.items():
+                context.add_asset_metadata(metadata, partition_key=day)
+            yield dg.MaterializeResult()
+        for day in done:
+            refused += _record_checks(context, checks, day)
+    if checks is not None:
+        for key in context.selected_asset_check_keys:  # declared outputs: the run's later steps go on
+            yield check_output(context, key)
+    if failures or (refused and not _gate_in_run(context, gated_by)):
+        raise day_failure(asset_key, sorted(failures + refused, key=lambda f: f.day), len(scope.days))
+
+
+def check_each_day(context: dg.AssetCheckExecutionContext, scope: PartitionScope, checks: DayChecks,
+                   gated_by: dg.AssetKey | None = None) -> Iterator:
+    """A check step's results (yield from it): plain results for one partition; in a range, each
+    day's results recorded for that day, and the step failing at the end naming the days whose
+    blocking checks failed, unless `gated_by` (the publish) is in the run to refuse them one by one."""
+    keys = list(context.selected_asset_check_keys)
     if scope.single:
-        yield dg.MaterializeResult(metadata=done[scope.days[0]])
+        for key, result in checks(scope.days[0]):
+            yield _named(key, result)
         return
-    for day, metadata in done.items():
-        context.add_asset_metadata(metadata, partition_key=day)
-    yield dg.MaterializeResult()
-
-
+    refused = [failure for day in scope.days for failure in _record_checks(context, checks, day, keys)]
+    for key in keys:
+        yield check_output(context, key)
+    if refused and not _gate_in_run(context, gated_by):
+        raise day_failure(keys[0].asset_key, refused, len(scope.days))
