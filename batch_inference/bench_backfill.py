@@ -78,7 +78,8 @@ def spread_days(days: list[str], count: int) -> list[str]:
 
 
 def landing_with_bad_files(home: Path, work: Path, info, days: list[str], bad: list[str]) -> Path:
-    """A landing folder of its own: links to the shared files, and truncated copies for the `bad` days."""
+    """A landing folder of its own: hard links to the shared files (ingest refuses symbolic links), and
+    truncated copies for the `bad` days."""
     landing = work / "landing"
     landing.mkdir(parents=True)
     for day in days:
@@ -88,7 +89,7 @@ def landing_with_bad_files(home: Path, work: Path, info, days: list[str], bad: l
             data = source.read_bytes()
             (landing / name).write_bytes(data[: len(data) // 2])  # a truncated upload
         else:
-            (landing / name).symlink_to(source)
+            os.link(source, landing / name)
     return landing
 
 
