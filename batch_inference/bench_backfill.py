@@ -9,7 +9,9 @@ partition), the daemon's CPU seconds, and the event log's size on disk.
 BENCH_BACKFILL_PIPELINE (default: the first pipeline of the defs folder with a data generator),
 BENCH_BACKFILL_DAYS (default 365), BENCH_BACKFILL_ROWS (default 20000 per day),
 BENCH_BACKFILL_HOME (default ./bench_backfill_home), BENCH_BACKFILL_N (partitions per ranged run,
-default 30), BENCH_BACKFILL_STRATEGIES (default "ranged,per_partition").
+default 30), BENCH_BACKFILL_STRATEGIES (default "ranged,per_partition"), BENCH_BACKFILL_BAD_DAYS
+(default 0): with N > 0, one more ranged backfill in which N landing files spread through the range
+are truncated; it reports how many days were published in that first pass (goal: all but N).
 """
 
 from __future__ import annotations
@@ -70,6 +72,27 @@ def prepare(home: Path, info, days: list[str], rows: int) -> None:
     marker.touch()
 
 
+def spread_days(days: list[str], count: int) -> list[str]:
+    """`count` days spread evenly through `days` (never the first or the last)."""
+    return [days[(i + 1) * len(days) // (count + 1)] for i in range(count)] if count else []
+
+
+def landing_with_bad_files(home: Path, work: Path, info, days: list[str], bad: list[str]) -> Path:
+    """A landing folder of its own: hard links to the shared files (ingest refuses symbolic links), and
+    truncated copies for the `bad` days."""
+    landing = work / "landing"
+    landing.mkdir(parents=True)
+    for day in days:
+        name = f"{info.spec.input.landing_entity}_{day}.parquet"
+        source = home / "landing" / name
+        if day in bad:
+            data = source.read_bytes()
+            (landing / name).write_bytes(data[: len(data) // 2])  # a truncated upload
+        else:
+            os.link(source, landing / name)
+    return landing
+
+
 def _tree_cpu_seconds(pid: int, name: str) -> float:
     """CPU seconds (user + system) of the processes under `pid` whose command line contains `name`."""
     total, ticks = 0.0, os.sysconf("SC_CLK_TCK")
@@ -104,10 +127,12 @@ def _event_log_bytes(dagster_home: Path) -> int:
     return sum(f.stat().st_size for f in (dagster_home / "history").rglob("*") if f.is_file())
 
 
-def run_strategy(name: str, per_run: int, home: Path, info, days: list[str]) -> dict:
-    """One backfill of `days` through a fresh `dagster dev`; returns the measurements."""
+def run_strategy(name: str, per_run: int, home: Path, info, days: list[str], bad: list[str] = ()) -> dict:
+    """One backfill of `days` through a fresh `dagster dev` (with the `bad` days' files truncated);
+    returns the measurements."""
     import dagster as dg
-    from dagster._core.execution.backfill import BulkActionStatus
+
+    from batch_inference.dagster_compat import BACKFILL_REQUESTED, backfill_status
 
     work = home / name
     shutil.rmtree(work, ignore_errors=True)
@@ -116,6 +141,9 @@ def run_strategy(name: str, per_run: int, home: Path, info, days: list[str]) -> 
            "BATCH_INFERENCE_PARTITIONS_PER_RUN": str(per_run)}
     predictions = dg.AssetKey([info.name, daily_assets(info)[2]])
     work.mkdir(parents=True)
+    if bad:
+        env["BATCH_INFERENCE_LANDING_URI"] = str(landing_with_bad_files(home, work, info, days, bad))
+    serving = dg.AssetKey([info.name, daily_assets(info)[3]])
     with dagster_dev(env, dagster_home, work / "dagster_dev.log") as server:
         daemon_cpu_before = _tree_cpu_seconds(server.pid, "dagster._daemon")
         started = time.monotonic()
@@ -125,10 +153,10 @@ def run_strategy(name: str, per_run: int, home: Path, info, days: list[str]) -> 
             raise RuntimeError(f"backfill not launched: {answer}")
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
             backfill_id = answer["backfillId"]
-            while instance.get_backfill(backfill_id).status == BulkActionStatus.REQUESTED:
+            while backfill_status(instance, backfill_id) == BACKFILL_REQUESTED:
                 time.sleep(2)
             wall = time.monotonic() - started
-            status = instance.get_backfill(backfill_id).status
+            status = backfill_status(instance, backfill_id)
             runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
             engine = 0.0
             for day in days:
@@ -136,11 +164,12 @@ def run_strategy(name: str, per_run: int, home: Path, info, days: list[str]) -> 
                     dg.AssetRecordsFilter(asset_key=predictions, asset_partitions=[day]), limit=1).records
                 meta = records[0].asset_materialization.metadata if records else {}
                 engine += float(meta["duration_seconds"].value) if "duration_seconds" in meta else 0.0
+            published = len(set(days) & instance.get_materialized_partitions(serving))
         daemon_cpu = _tree_cpu_seconds(server.pid, "dagster._daemon") - daemon_cpu_before
     return {"pipeline": info.name, "strategy": name, "partitions": len(days), "partitions_per_run": per_run,
-            "status": status.value, "runs": len(runs), "wall_seconds": round(wall, 1),
+            "status": status, "runs": len(runs), "wall_seconds": round(wall, 1),
             "scoring_seconds": round(engine, 1), "overhead_per_partition_s": round((wall - engine) / len(days), 3),
-            "daemon_cpu_seconds": round(daemon_cpu, 1),
+            "daemon_cpu_seconds": round(daemon_cpu, 1), "bad_days": len(bad), "published_first_pass": published,
             "event_log_mb": round(_event_log_bytes(dagster_home) / 1e6, 1)}
 
 
@@ -153,12 +182,16 @@ def main() -> int:
     info = pipelines[name]
     home, rows, ranged_n, strategies = bench.home, bench.rows, bench.partitions_per_run, bench.strategies
     days = _days(bench.days)
+    bad = spread_days(days, bench.bad_days)
     home.mkdir(parents=True, exist_ok=True)
     prepare(home, info, days, rows)
     results = {}
     for strategy in strategies:
         results[strategy] = run_strategy(strategy, ranged_n if strategy == "ranged" else 1, home, info, days)
         print(json.dumps(results[strategy]), flush=True)
+    if bad:  # the same ranged backfill with bad files: how many days does the first pass publish?
+        results["ranged_bad_days"] = run_strategy("ranged_bad_days", ranged_n, home, info, days, bad)
+        print(json.dumps(results["ranged_bad_days"]), flush=True)
     if {"ranged", "per_partition"} <= set(results):
         r, p = results["ranged"], results["per_partition"]
         print(json.dumps({"summary": "ranged vs one run per partition", "speedup": round(p["wall_seconds"] /

@@ -109,6 +109,7 @@ class BenchBackfillSettings:
     rows: int
     partitions_per_run: int
     strategies: tuple[str, ...]
+    bad_days: int = 0  # truncated landing files in an extra ranged backfill (published in the first pass?)
 
 
 def load_bench_backfill_settings(env: Mapping[str, str] | None = None) -> BenchBackfillSettings:
@@ -120,6 +121,7 @@ def load_bench_backfill_settings(env: Mapping[str, str] | None = None) -> BenchB
         rows=_int(env, "BENCH_BACKFILL_ROWS") or 20_000,
         partitions_per_run=_int(env, "BENCH_BACKFILL_N") or 30,
         strategies=tuple((env.get("BENCH_BACKFILL_STRATEGIES") or "ranged,per_partition").split(",")),
+        bad_days=_int(env, "BENCH_BACKFILL_BAD_DAYS") or 0,
     )
 
 

@@ -45,8 +45,10 @@ SLIS = [
     SLI("M9", "tail (p99) batch latency", metric="batch_inference_batch_duration_seconds_bucket"),
     SLI("M10", "CPU / GPU utilisation", metric="batch_inference_cpu_utilization_ratio"),
     SLI("M11", "retries", dagster="STEP_UP_FOR_RETRY events of the pipeline's runs (UI run timeline)"),
-    SLI("M12", "time to detection", metric="batch_inference_detection_time_seconds"),
-    SLI("M13", "time to recovery", metric="batch_inference_recovery_time_seconds"),
+    SLI("M12", "time to detection", metric="batch_inference_detection_time_seconds",
+        dagster="per failed partition, single or ranged run (partition_scope.failed_partitions_of_run)"),
+    SLI("M13", "time to recovery", metric="batch_inference_recovery_time_seconds",
+        dagster="per partition at its publish, from finished runs of any shape (partition_scope.partition_history)"),
     SLI("M14", "provenance completeness",
         sql="SELECT s.date, avg(CASE WHEN l.artifact_sha256 <> '' AND l.input_sha256 <> '' THEN 1.0 ELSE 0.0 END) "
             "AS provenance_complete FROM {p}.serving_predictions s LEFT JOIN {p}.ledger l "

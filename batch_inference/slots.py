@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
+
+from batch_inference.dagster_compat import (
+    free_pool_slots,
+    pool_usage,
+    pools_supported,
+    runs_holding_pool_slots,
+)
 
 RELEASE_COMMAND = "batch-inference release-slots"
 # Runs whose process could still be running somewhere; finished runs only need their slots freed.
@@ -24,8 +30,8 @@ _LIVE_STATUSES = (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
 _FINISHED_STATUSES = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
                       dg.DagsterRunStatus.CANCELED)
 # Events whose `pid` is a process doing the run's work (the run worker, step workers).
-_PID_EVENTS = {DagsterEventType.RUN_START, DagsterEventType.STEP_WORKER_STARTED,
-               DagsterEventType.STEP_START, DagsterEventType.RESOURCE_INIT_STARTED}
+_PID_EVENTS = {dg.DagsterEventType.RUN_START, dg.DagsterEventType.STEP_WORKER_STARTED,
+               dg.DagsterEventType.STEP_START, dg.DagsterEventType.RESOURCE_INIT_STARTED}
 # /proc start times have 1/100 s resolution and `btime` whole seconds: allow that much slack.
 _START_SLACK_S = 2.0
 
@@ -89,17 +95,13 @@ def runs_execute_locally(instance: dg.DagsterInstance) -> bool:
     The default run launcher with sqlite storage (a DAGSTER_HOME on local disk): the `make dev`,
     `make demo` and CLI setup. On Kubernetes, run monitoring checks the run pods instead.
     """
-    from dagster._core.launcher import DefaultRunLauncher
-
     storage = type(instance.run_storage).__name__
-    return isinstance(instance.run_launcher, DefaultRunLauncher) and (
+    return isinstance(instance.run_launcher, dg.DefaultRunLauncher) and (
         storage.startswith("Sqlite") or storage.startswith("InMemory"))
 
 
 def _candidate_run_ids(instance: dg.DagsterInstance) -> set[str]:
-    run_ids = set()
-    if instance.event_log_storage.supports_global_concurrency_limits:
-        run_ids |= set(instance.event_log_storage.get_concurrency_run_ids())
+    run_ids = runs_holding_pool_slots(instance)
     records = instance.get_run_records(dg.RunsFilter(statuses=list(_LIVE_STATUSES)), limit=1000)
     run_ids |= {r.dagster_run.run_id for r in records}
     return run_ids
@@ -121,12 +123,12 @@ def release_dead_run_slots(instance: dg.DagsterInstance, *, local: bool | None =
         return []
     skip = set(exclude)
     freed: list[str] = []
-    slots = instance.event_log_storage.supports_global_concurrency_limits
+    slots = pools_supported(instance)
     for run_id in sorted(_candidate_run_ids(instance) - skip):
         run = instance.get_run_by_id(run_id)
         if run is None:
             if slots:  # a deleted run cannot be running
-                instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+                free_pool_slots(instance, run_id)
                 freed.append(run_id)
             continue
         if run.status in _LIVE_STATUSES:
@@ -140,19 +142,16 @@ def release_dead_run_slots(instance: dg.DagsterInstance, *, local: bool | None =
         elif run.status not in _FINISHED_STATUSES:
             continue  # queued / starting: not ours to judge
         if slots:
-            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+            free_pool_slots(instance, run_id)
         freed.append(run_id)
     return freed
 
 
 def blocked_pool_message(instance: dg.DagsterInstance, pool: str) -> str | None:
     """Describe who holds every slot of `pool`, with the command that frees dead holders."""
-    storage = instance.event_log_storage
-    if not storage.supports_global_concurrency_limits or pool not in storage.get_concurrency_keys():
+    usage = pool_usage(instance, pool)
+    if usage is None or usage.slot_count is None or len(usage.holders) < usage.slot_count:
         return None
-    info = storage.get_concurrency_info(pool)
-    if info.slot_count is None or len(info.claimed_slots) < info.slot_count:
-        return None
-    holders = ", ".join(sorted({s.run_id for s in info.claimed_slots}))
-    return (f"pool {pool!r} has all {info.slot_count} slot(s) held by run(s) {holders}; if a run "
+    holders = ", ".join(sorted(set(usage.holders)))
+    return (f"pool {pool!r} has all {usage.slot_count} slot(s) held by run(s) {holders}; if a run "
             f"was killed, `{RELEASE_COMMAND}` marks it failed and frees its slots")

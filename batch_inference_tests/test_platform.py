@@ -27,6 +27,7 @@ def definitions_snapshot(defs: dg.Definitions) -> dict:
             assets.append(key.to_user_string())
             if ad.partitions_def is not None:
                 partitions[key.to_user_string()] = str(ad.partitions_def)
+            checks.extend(f"{k.asset_key.to_user_string()}:{k.name}" for k in ad.check_keys)  # run by the asset
             if ad.backfill_policy is not None:
                 policies[key.to_user_string()] = str(ad.backfill_policy.max_partitions_per_run)
         pools.update(p for p in (getattr(node, "pool", None) for node in ad.node_def.iterate_op_defs()) if p)

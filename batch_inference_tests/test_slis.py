@@ -4,7 +4,6 @@ sensible figure, each metric is one the runs push, and the README's table lists 
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
 
 from batch_inference import serving
 from batch_inference.observability import metric_names
@@ -40,7 +39,7 @@ def test_every_sli_reads_from_sql_metrics_or_run_records(home, landed, registry,
             assert sli.metric in pushed, (sli.code, sli.metric)
     runs = dagster_instance.get_runs(filters=dg.RunsFilter(tags={"batch_inference/pipeline": "card_fraud"}))
     assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)  # M1 from run records
-    retries = [e for r in runs for e in dagster_instance.all_logs(r.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)]
+    retries = [e for r in runs for e in dagster_instance.all_logs(r.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)]
     assert retries == []  # M11 from run records
 
 

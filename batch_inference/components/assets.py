@@ -15,11 +15,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batch_inference import serving
+from batch_inference.components.checks import schema_check_specs, schema_checks, upstream_check_names
 from batch_inference.components.errors import TRANSIENT_RETRIES, classified_errors
 from batch_inference.components.gate import require_published_checks
 from batch_inference.components.metadata import column_schema
+from batch_inference.components.partition_scope import (
+    INPUT_BACKFILL_POLICY,
+    materialize,
+    partition_history,
+    scope_of,
+)
 from batch_inference.components.pipeline import LEDGER, QUARANTINE, Pipeline
-from batch_inference.components.scoring import score_days
+from batch_inference.components.scoring import open_session, score_day
 from batch_inference.failures import RUNBOOKS
 from batch_inference.ingest import read_landing_file, screen_rows
 from batch_inference.observability import (
@@ -38,20 +45,6 @@ from batch_inference.tracing import span
 from batch_inference.validation import validate_partition_key
 
 
-def partition_dates(context) -> list[str]:
-    """The run's partitions: one for a single-partition run, the range of a ranged backfill run."""
-    return [validate_partition_key(k) for k in context.partition_keys]
-
-
-def report(context, per_partition: dict[str, dict]) -> dg.MaterializeResult:
-    """One materialization per partition, each with its own figures (also in a ranged run)."""
-    if len(per_partition) == 1:
-        return dg.MaterializeResult(metadata=next(iter(per_partition.values())))
-    for date, metadata in per_partition.items():
-        context.add_asset_metadata(metadata, partition_key=date)
-    return dg.MaterializeResult()
-
-
 def quarantine_part(stage: str) -> str:
     """File name of one stage's rejected rows inside `<pipeline>/quarantine/date=D/`."""
     return f"part-{stage}.parquet"
@@ -62,12 +55,14 @@ def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
         key=p.key(p.spec.input.asset), partitions_def=p.partitions_def, kinds={"parquet", "pandas"},
         group_name=p.group,
         code_version="2", metadata=column_schema(p.rules), retry_policy=TRANSIENT_RETRIES,
-        backfill_policy=p.backfill_policy,
+        backfill_policy=INPUT_BACKFILL_POLICY, output_required=False,
+        check_specs=schema_check_specs(p, p.spec.input.asset, p.rules),
         description=f"One day of `{p.spec.input.landing_entity}` landing files, typed strictly; rows that break the "
         "input schema's row rules quarantined with a reason.",
     )
-    def _input(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        return report(context, {date: _land(context, lake, date) for date in partition_dates(context)})
+    def _input(context: dg.AssetExecutionContext, lake: LakeResource):
+        yield from materialize(context, scope_of(context), context.asset_key, lambda date: _land(context, lake, date),
+                               schema_checks(p, p.spec.input.asset, p.rules, lake), gated_by=p.key(p.spec.serving.asset))
 
     def _land(context, lake: LakeResource, date: str) -> dict:
         started = time.perf_counter()
@@ -106,12 +101,15 @@ def build_features_asset(p: Pipeline) -> dg.AssetsDefinition:
         key=p.key(p.spec.features.asset), deps=[p.input_key], partitions_def=p.partitions_def,
         kinds={"duckdb", "parquet"} if p.spec.features.sql else {"python", "parquet"}, group_name=p.group,
         code_version="2", metadata=column_schema(p.features_schema), backfill_policy=p.backfill_policy,
-        retry_policy=TRANSIENT_RETRIES,
+        retry_policy=TRANSIENT_RETRIES, output_required=False,
+        check_specs=schema_check_specs(p, p.spec.features.asset, p.features_schema),
         description=f"Model features of `{p.input_key.to_user_string()}`, keyed by {p.row_key}"
         + (f" (SQL: {p.spec.features.sql})." if p.spec.features.sql else f" ({p.spec.features.callable})."),
     )
-    def _features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        return report(context, {date: _compute(lake, date) for date in partition_dates(context)})
+    def _features(context: dg.AssetExecutionContext, lake: LakeResource):
+        yield from materialize(context, scope_of(context), context.asset_key, lambda date: _compute(lake, date),
+                               schema_checks(p, p.spec.features.asset, p.features_schema, lake),
+                               gated_by=p.key(p.spec.serving.asset))
 
     def _compute(lake: LakeResource, date: str) -> dict:
         started = time.perf_counter()
@@ -226,16 +224,19 @@ def build_predictions_asset(p: Pipeline) -> dg.AssetsDefinition:
         code_version="2", pool="gpu",
         op_tags={"dagster-k8s/config": p.gpu_k8s_config},  # one GPU pod per partition step in production
         retry_policy=TRANSIENT_RETRIES, metadata=column_schema(p.predictions_schema),
-        backfill_policy=p.backfill_policy,
+        backfill_policy=p.backfill_policy, output_required=False,
         description=f"{p.spec.description or p.name}: every record of the day scored by the version the MLflow "
         f"alias `{alias}` of `{model_name}` names at run time, with provenance. Checkpointed: a "
         "rerun after a crash resumes from the last committed chunk.",
     )
     def _predictions(context: dg.AssetExecutionContext, config: ScoringConfig, lake: LakeResource,
-                     model_registry: ModelRegistryResource,
-                     observability: ObservabilityResource) -> dg.MaterializeResult:
-        return report(context, score_days(p, partition_dates(context), context, config, lake, model_registry,
-                                          observability))
+                     model_registry: ModelRegistryResource, observability: ObservabilityResource):
+        scope = scope_of(context)
+        with span("score", pipeline=p.name, asset=p.spec.scoring.asset, partitions=len(scope.days),
+                  run_id=context.run.run_id):
+            session = open_session(p, config, model_registry, observability)  # one model load for the range
+            yield from materialize(context, scope, context.asset_key, lambda date: score_day(
+                p, date, session, context, lake, model_registry, observability, reuse_committed=scope.reuse_committed))
 
     return _predictions
 
@@ -244,21 +245,24 @@ def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDef
     @dg.asset(
         key=p.key(p.spec.serving.asset), partitions_def=p.partitions_def, deps=[p.key(p.spec.scoring.asset)],
         kinds={"parquet", "duckdb"}, group_name=p.group, code_version="2", backfill_policy=p.backfill_policy,
-        retry_policy=TRANSIENT_RETRIES,
+        retry_policy=TRANSIENT_RETRIES, output_required=False,
         description=f"The day's `{p.spec.scoring.asset}` published for consumers (view "
         f"`{p.name}.{p.spec.serving.asset}`), only when the latest materialization of `{p.spec.scoring.asset}` "
         "has every blocking check evaluated and passed, also when published in a later run.",
     )
     def _serving(context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource,
-                 observability: ObservabilityResource) -> dg.MaterializeResult:
-        dates = partition_dates(context)
-        # Every partition of the range passes the gate before any is published.
-        gates = {d: require_published_checks(context.instance, p.key(p.spec.scoring.asset), blocking_checks, d)
-                 for d in dates}
-        return report(context, {d: _publish(context, lake, warehouse, observability, d, gates[d]) for d in dates})
+                 observability: ObservabilityResource):
+        scope = scope_of(context)
+        history = partition_history(context.instance, scope.days, lambda run: _ours(p, run))  # for M13
+        # Each day passes the gate on its own: a refused day fails alone, the others are published.
+        yield from materialize(context, scope, context.asset_key, lambda date: _publish(
+            context, lake, warehouse, observability, date, history.get(date, [])))
 
     def _publish(context, lake: LakeResource, warehouse: WarehouseResource, observability: ObservabilityResource,
-                 date: str, gate) -> dict:
+                 date: str, history: list[tuple[float, bool]]) -> dict:
+        for asset_key, names in upstream_check_names(p).items():  # the input's and features' gates too
+            require_published_checks(context.instance, asset_key, names, date)
+        gate = require_published_checks(context.instance, p.key(p.spec.scoring.asset), blocking_checks, date)
         started = time.perf_counter()
         with span("publish", pipeline=p.name, partition=date, asset=p.spec.serving.asset):
             store = p.lake(lake)
@@ -277,7 +281,7 @@ def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDef
         newest = _newest_event_time(context, p, date)
         if newest is not None:
             metadata["publish_freshness_lag_seconds"] = round(freshness_lag_seconds(newest, published), 3)
-        recovery = _recovery_time(context, p, date, published)
+        recovery = recovery_time_seconds([*history, (published.timestamp(), True)])
         if recovery is not None:
             metadata["recovery_time_seconds"] = recovery
         if observability.pushgateway_url:
@@ -291,17 +295,9 @@ def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDef
     return _serving
 
 
-def _recovery_time(context, p: Pipeline, date: str, published: dt.datetime) -> float | None:
-    """Seconds from the first failed run of this partition (since its last success) to this publish."""
-    records = context.instance.get_run_records(dg.RunsFilter(
-        tags={"dagster/partition": date},
-        statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]), limit=200)
-    def ours(run: dg.DagsterRun) -> bool:
-        return run.job_name.startswith(f"{p.name}_") or any(k.path[0] == p.name for k in run.asset_selection or ())
-
-    events = [(r.end_time, r.dagster_run.status == dg.DagsterRunStatus.SUCCESS) for r in records
-              if r.end_time and ours(r.dagster_run)]
-    return recovery_time_seconds([*events, (published.timestamp(), True)])
+def _ours(p: Pipeline, run: dg.DagsterRun) -> bool:
+    """A run of this pipeline: one of its jobs, or assets of its group (backfill runs)."""
+    return run.job_name.startswith(f"{p.name}_") or any(k.path[0] == p.name for k in run.asset_selection or ())
 
 
 def _newest_event_time(context, p: Pipeline, date: str) -> dt.datetime | None:

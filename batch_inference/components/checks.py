@@ -14,6 +14,7 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
+from batch_inference.components.partition_scope import DayChecks, check_each_day, scope_of
 from batch_inference.components.pipeline import QUARANTINE, Pipeline
 from batch_inference.failures import runbook_for_check
 from batch_inference.ingest import read_landing_ids
@@ -30,7 +31,6 @@ from batch_inference.resources import (
     QualityResource,
 )
 from batch_inference.tracing import span
-from batch_inference.validation import validate_partition_key
 
 SCHEMA, COMPLETENESS, DRIFT, MODEL_VERSION = "schema", "completeness", "drift", "model_version"
 
@@ -54,57 +54,34 @@ def _schema_result(schema, table: pa.Table) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=report.passed, metadata=metadata)
 
 
-def _schema_check(p: Pipeline, asset: str, schema) -> dg.AssetChecksDefinition:
+def schema_check_specs(p: Pipeline, asset: str, schema) -> list[dg.AssetCheckSpec]:
+    """The blocking schema check of the input or the features, run by the asset's own step (so a
+    ranged step records each day's check right after that day's materialization)."""
+    if schema is None:
+        return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks are a preview API
-
-        @dg.asset_check(asset=p.key(asset), name=check_name(p, asset, SCHEMA), blocking=True,
-                        partitions_def=p.partitions_def,
-                        description=f"Rows of `{asset}` match {schema.Config.name} (pandera, lazy).")
-        def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource):
-            dates = check_dates(context)
-            results = {d: _schema_result(schema, p.lake(lake).read(asset, d)) for d in dates}
-            if single_partition_run(context):
-                yield next(iter(results.values()))
-                return
-            for date, result in results.items():  # a ranged run: one record per partition
-                yield per_partition(context.instance, dg.AssetCheckKey(p.key(asset), check_name(p, asset, SCHEMA)),
-                                    result, date)
-            yield dg.Output(None, output_name="result")
-
-    return _check
+        return [dg.AssetCheckSpec(check_name(p, asset, SCHEMA), asset=p.key(asset), blocking=True,
+                                  partitions_def=p.partitions_def,
+                                  description=f"Rows of `{asset}` match {schema.Config.name} (pandera, lazy).")]
 
 
-def single_partition_run(context: dg.AssetCheckExecutionContext) -> bool:
-    """A run of one partition (`dagster/partition`), as opposed to a ranged run, even of one day: Dagster
-    records a plain check result for the partition only in the former."""
-    return "dagster/partition" in context.op_execution_context.run.tags
+def schema_checks(p: Pipeline, asset: str, schema, lake: LakeResource) -> DayChecks | None:
+    """The day's schema check of `asset`, for `partition_scope.materialize`."""
+    if schema is None:
+        return None
+    key = dg.AssetCheckKey(p.key(asset), check_name(p, asset, SCHEMA))
+    return lambda day: [(key, _schema_result(schema, p.lake(lake).read(asset, day)))]
 
 
-def check_dates(context: dg.AssetCheckExecutionContext) -> list[str]:
-    """The partitions a check step covers: one, or the range of a ranged backfill run."""
-    return [validate_partition_key(k) for k in context.partition_keys]
-
-
-def per_partition(instance: dg.DagsterInstance, key: dg.AssetCheckKey, result: dg.AssetCheckResult,
-                  date: str) -> dg.AssetCheckEvaluation:
-    """A check result recorded for one partition of a ranged run, aimed at that partition's latest
-    materialization (what a single-partition run records by itself)."""
-    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-        AssetCheckEvaluationTargetMaterializationData,
-    )
-    from dagster._core.definitions.metadata import normalize_metadata
-
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key.asset_key, asset_partitions=[date]), limit=1).records
-    target = (AssetCheckEvaluationTargetMaterializationData(storage_id=records[0].storage_id,
-                                                            run_id=records[0].run_id,
-                                                            timestamp=records[0].timestamp)
-              if records else None)
-    return dg.AssetCheckEvaluation(asset_key=key.asset_key, check_name=key.name, passed=result.passed,
-                                   metadata=normalize_metadata(dict(result.metadata or {})),
-                                   severity=result.severity, partition=date, blocking=True,
-                                   target_materialization_data=target)
+def upstream_check_names(p: Pipeline) -> dict[dg.AssetKey, list[str]]:
+    """The blocking checks of the input and the features, which the publish honours per day too."""
+    names = {}
+    if p.rules is not None and p.upstream_key is None:
+        names[p.key(p.spec.input.asset)] = [check_name(p, p.spec.input.asset, SCHEMA)]
+    if p.features_schema is not None:
+        names[p.key(p.spec.features.asset)] = [check_name(p, p.spec.features.asset, SCHEMA)]
+    return names
 
 
 def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckResult:
@@ -228,12 +205,8 @@ def _model_version(p: Pipeline, date: str, context, lake: LakeResource,
 
 
 def build_checks(p: Pipeline) -> list[dg.AssetChecksDefinition]:
-    """Schema checks on the input and the features, and the four checks on the predictions."""
-    checks = []
-    if p.rules is not None and p.upstream_key is None:
-        checks.append(_schema_check(p, p.spec.input.asset, p.rules))
-    if p.features_schema is not None:
-        checks.append(_schema_check(p, p.spec.features.asset, p.features_schema))
+    """The four checks on the predictions, in one step (the input's and features' schema checks run
+    in those assets' steps: `schema_check_specs`)."""
     pred = p.spec.scoring.asset
     descriptions = {
         SCHEMA: f"Output rows match {p.predictions_schema.Config.name if p.predictions_schema else 'the head'}"
@@ -255,16 +228,15 @@ def build_checks(p: Pipeline) -> list[dg.AssetChecksDefinition]:
                            model_registry: ModelRegistryResource, quality: QualityResource,
                            observability: ObservabilityResource):
         """The four checks on the predictions in one step (one pod in production), each selectable alone;
-        in a ranged run, every check of every partition is recorded for its partition."""
-        dates = check_dates(context)
-        single = single_partition_run(context)
-        for date in dates:
+        in a ranged run, every check of every day is recorded for its day (partition_scope)."""
+        def day_checks(date: str) -> list[tuple[dg.AssetCheckKey, dg.AssetCheckResult]]:
             with span("checks", pipeline=p.name, partition=date, asset=pred):
                 results = [(key, _evaluate(key, context, date, lake, model_registry, quality))
                            for key in context.selected_asset_check_keys]
             _push_checks(observability, [r for _, r in results])
-            for key, result in results:
-                yield result if single else per_partition(context.instance, key, result, date)
+            return results
+
+        yield from check_each_day(context, scope_of(context), day_checks, gated_by=p.key(p.spec.serving.asset))
 
     def _evaluate(key, context, date, lake, model_registry, quality) -> dg.AssetCheckResult:
         kind = key.name.removeprefix(f"{pred}_")
@@ -294,4 +266,4 @@ def build_checks(p: Pipeline) -> list[dg.AssetChecksDefinition]:
         with contextlib.suppress(OSError):  # metrics never fail a check
             push_check_metrics(observability.pushgateway_url, pred, values, pipeline=p.name)
 
-    return [*checks, _prediction_checks]
+    return [_prediction_checks]

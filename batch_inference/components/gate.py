@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.event_api import PartitionKeyFilter
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+from batch_inference.dagster_compat import latest_check_executions
 
 
 @dataclass
@@ -27,24 +27,23 @@ def require_published_checks(instance: dg.DagsterInstance, asset_key: dg.AssetKe
                          allow_retries=False)
     mat = records[0]
     keys = [dg.AssetCheckKey(asset_key, name) for name in check_names]
-    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        keys, partition_filter=PartitionKeyFilter(key=partition))
+    latest = latest_check_executions(instance, keys, partition)
     problems = []
     for key in keys:
-        record = latest.get(key)
-        if record is None or record.event is None or record.status == AssetCheckExecutionRecordStatus.PLANNED:
+        execution = latest.get(key)
+        if execution is None or execution.planned_only:
             problems.append(f"{key.name}: not evaluated")
-            continue
-        evaluation = record.event.dagster_event.event_specific_data if record.event.dagster_event else None
-        target = getattr(evaluation, "target_materialization_data", None)
-        if target is None or target.storage_id != mat.storage_id:
+        elif execution.target_storage_id != mat.storage_id:
             problems.append(f"{key.name}: evaluated against an older materialization, not run {mat.run_id}")
-        elif not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            problems.append(f"{key.name}: failed (run {record.run_id})")
+        elif not execution.evaluation.passed and execution.evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            runbook = execution.evaluation.metadata.get("runbook")
+            hint = f"; runbook {runbook.value}" if runbook is not None else ""
+            problems.append(f"{key.name}: failed (run {execution.run_id}{hint})")
     if problems:
+        hint = "" if "runbook" in " ".join(problems) else " (runbook docs/runbooks/F2.md)"
         raise dg.Failure(
             description=f"refusing to publish {asset_key.to_user_string()} {partition}: "
-            + "; ".join(problems) + ". Re-materialize the partition with its checks, or re-run the checks "
-            "(runbook docs/runbooks/F2.md).",
+            + "; ".join(problems) + ". Re-materialize the partition with its checks, or re-run the checks"
+            + hint + ".",
             metadata={"partition": partition, "predictions_run_id": mat.run_id}, allow_retries=False)
     return GateResult(mat.run_id, mat.storage_id, [k.name for k in keys])

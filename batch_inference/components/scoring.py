@@ -1,5 +1,6 @@
-"""Partitions scored: resolve the alias and load the model once per run, build the engine from the
-plug-ins, then per partition checkpointed scoring, quarantine, ledger and the figures the UI plots."""
+"""Partitions scored: resolve the alias and load the model once per run (`open_session`), build the
+engine from the plug-ins, then per day (`score_day`) checkpointed scoring, quarantine, ledger and the
+figures the UI plots."""
 
 from __future__ import annotations
 
@@ -64,23 +65,6 @@ def open_session(p: Pipeline, config, model_registry, observability) -> ScoringS
     return ScoringSession(loaded, engine, read_rows, config.checkpoint_rows or p.spec.scoring.checkpoint_rows)
 
 
-def score_days(p: Pipeline, dates: list[str], context, config, lake, model_registry, observability) -> dict[str, dict]:
-    """Score each of `dates` in turn with one model load; returns each partition's metadata.
-
-    In a ranged run (several dates) a partition already committed under the same fingerprint (input,
-    model, chunking) is kept, so a range rerun after a crash redoes only what was not committed, and
-    the interrupted partition resumes from its checkpoints.
-    """
-    with span("score", pipeline=p.name, asset=p.spec.scoring.asset, partitions=len(dates), run_id=context.run.run_id):
-        session = open_session(p, config, model_registry, observability)
-        results = {}
-        for date in dates:
-            with span("partition", partition=date):
-                results[date] = _score_day(p, date, session, context, lake, model_registry, observability,
-                                           reuse_committed=len(dates) > 1)
-    return results
-
-
 def _push_quietly(push, *args, **kwargs) -> None:
     with contextlib.suppress(OSError):
         push(*args, **kwargs)
@@ -91,6 +75,18 @@ def _push_failure(p: Pipeline, observability, values: dict) -> None:
         with contextlib.suppress(OSError):  # metrics never fail a run; its own failure is what matters
             push_metrics(observability.pushgateway_url, p.spec.scoring.asset, values, status="failure",
                          pipeline=p.name)
+
+
+def score_day(p: Pipeline, date: str, session: ScoringSession, context, lake, model_registry, observability,
+              reuse_committed: bool) -> dict:
+    """Score one day with the session's model; returns the day's metadata.
+
+    With `reuse_committed` (a ranged run, `PartitionScope.reuse_committed`) a day already committed
+    under the same fingerprint (input, model, chunking) is kept, so a range rerun after a crash redoes
+    only what was not committed, and the interrupted day resumes from its checkpoints.
+    """
+    with span("partition", partition=date):
+        return _score_day(p, date, session, context, lake, model_registry, observability, reuse_committed)
 
 
 def _score_day(p: Pipeline, date: str, session: ScoringSession, context, lake, model_registry, observability,
