@@ -12,19 +12,17 @@ Alertmanager's job (`deploy/alertmanager/alertmanager.yml`).
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Iterable
 
 import dagster as dg
 
 from batch_inference.alerting import CHECK_FAILED, RUN_FAILED, Alert, AlertQueue, runbook_named_in
+from batch_inference.components.partition_scope import failed_partitions_of_run
 from batch_inference.failures import check_failure_mode
 from batch_inference.observability import push_detection_time, push_metrics
 from batch_inference.settings import Settings, load_settings
 
-PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 BACKFILL_TAG = "dagster/backfill"
 FAILURES_PER_TICK = 100  # run failures turned into alerts per tick; the rest on the next ticks
 DESCRIPTION_CHARS = 2000  # of a run alert's description (the failed steps' errors): the queue stays small
@@ -47,28 +45,6 @@ def pipeline_of(run: dg.DagsterRun, assets: list[dg.AssetKey]) -> str:
     if run.tags.get("batch_inference/pipeline"):
         return run.tags["batch_inference/pipeline"]
     return assets[0].path[0] if assets and len(assets[0].path) > 1 else ""
-
-
-def partitions_of_run(run: dg.DagsterRun, assets: list[dg.AssetKey] = (),
-                      repository_def: dg.RepositoryDefinition | None = None) -> list[str]:
-    """The partitions a run covers: its `dagster/partition`, or every partition of a ranged run's
-    `dagster/asset_partition_range_start..end`, resolved against the partitions of the run's assets
-    (day by day when the definitions are not at hand).
-
-    Local stand-in for helper "scope"'s `partition_scope.partitions_of_run`, to be replaced by it.
-    """
-    if run.tags.get(PARTITION_TAG):
-        return [run.tags[PARTITION_TAG]]
-    start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
-    if not (start and end):
-        return []
-    defs = repository_def.assets_defs_by_key if repository_def is not None else {}
-    for key in assets:
-        partitions_def = defs[key].partitions_def if key in defs else None
-        if partitions_def is not None:
-            return list(partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(start, end)))
-    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
-    return [str(first + dt.timedelta(days=n)) for n in range((last - first).days + 1)]
 
 
 def _step_errors(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str, str]]:
@@ -98,11 +74,11 @@ def _check_runbook(check_name: str, metadata: dict) -> str:
     return runbook_named_in(str(text)) or check_failure_mode(check_name)
 
 
-def alerts_for_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str, failed_at: float,
-                          repository_def: dg.RepositoryDefinition | None = None) -> list[Alert]:
+def alerts_for_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str,
+                          failed_at: float) -> list[Alert]:
     """One alert per failed blocking check and day of the run, or one run alert if no check failed."""
     assets = run_assets(instance, run)
-    pipeline, days = pipeline_of(run, assets), partitions_of_run(run, assets, repository_def)
+    pipeline, days = pipeline_of(run, assets), failed_partitions_of_run(instance, run)
     common = {"pipeline": pipeline, "run_id": run.run_id, "occurred_at": failed_at,
               "backfill": run.tags.get(BACKFILL_TAG, "")}
     alerts = []
@@ -177,7 +153,7 @@ def evaluate_alerts(context: dg.SensorEvaluationContext, settings: Settings) -> 
         errors = " ".join(full for _, _, full in _step_errors(context.instance, run.run_id))
         _count_failure(context, settings.pushgateway_url, run, f"{message} {errors}")
         if settings.alertmanager_url:
-            alerts = alerts_for_failed_run(context.instance, run, message, record.timestamp, context.repository_def)
+            alerts = alerts_for_failed_run(context.instance, run, message, record.timestamp)
             for dropped in queue.add(alerts):
                 context.log.error(f"alert queue full ({AlertQueue.MAX_PENDING}): dropped the oldest alert, "
                                   f"{dropped.summary} (run {dropped.run_id})")
