@@ -14,6 +14,7 @@ from torch import nn
 from batch_inference.defs.card_fraud.network import MODEL_FORMAT, RiskMLP, model_config, save_model
 from batch_inference.modeling.artifact import REFERENCE_FILE
 from batch_inference.plugins.protocols import LoadedArtifact, TrainedArtifact, TrainingRequest
+from batch_inference.quality.performance import roc_auc
 from batch_inference.quality.reference import build_reference
 
 
@@ -48,21 +49,6 @@ def holdout_mask(record_ids: pa.ChunkedArray, fraction: float) -> np.ndarray:
     """Deterministic hold-out split by a hash of record_id, stable across retrains."""
     buckets = np.fromiter((zlib.crc32(r.encode()) % 1000 for r in record_ids.to_pylist()), np.int64)
     return buckets < int(fraction * 1000)
-
-
-def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
-    y_true = np.asarray(y_true).astype(bool)
-    n_pos, n_neg = int(y_true.sum()), int((~y_true).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = np.asarray(scores)[order]
-    ranks = np.empty(len(scores), dtype=np.float64)
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    avg = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def score(model: nn.Module, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
@@ -121,6 +107,21 @@ def train(table: pa.Table, features: tuple[str, ...], params: TrainingParams | N
     reference = build_reference({n: x_train[:, i] for i, n in enumerate(features)}, score(model, x_train[:100_000]),
                                 "score")  # the Probability head's output column
     return TrainedModel(model, model_config(features, params.hidden_sizes), metrics, reference, x_hold, y_hold)
+
+
+def join_labels(features: pa.Table, labels: pa.Table, key: str = "record_id") -> pa.Table:
+    """The feature rows whose label is known, with it as `label` (the latest one when a row has several).
+
+    Rows without a label yet are left out: a chargeback may still come.
+    """
+    latest = labels.group_by(key).aggregate([("labelled_at", "max")]).rename_columns([key, "labelled_at"])
+    distinct = labels.select([key, "labelled_at", "label"]).group_by([key, "labelled_at", "label"]).aggregate([])
+    latest = latest.join(distinct, [key, "labelled_at"])
+    if latest.num_rows != latest.column(key).unique().__len__():
+        raise ValueError("labels: a record has two different labels known at the same time")
+    base = features.drop_columns(["label"]) if "label" in features.column_names else features
+    joined = base.join(latest.select([key, "label"]), key, join_type="inner")
+    return joined.sort_by(key).select([*base.column_names, "label"])
 
 
 def feature_columns(table: pa.Table, key: str = "record_id") -> tuple[str, ...]:
