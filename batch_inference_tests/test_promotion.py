@@ -49,7 +49,7 @@ def _scorer(registry):
         loaded = registry.load(registry.version(version))
         engine = InferenceEngine(loaded.model, FloatMatrix.from_model(loaded.artifact), Probability(),
                                  EngineConfig(device="cpu"))
-        return score_table(engine, store_rows["rows"], "record_id")
+        return score_table(engine, store_rows["rows"])
 
     store_rows: dict = {}
     return score, store_rows

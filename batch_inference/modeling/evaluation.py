@@ -187,24 +187,18 @@ def output_values(table: pa.Table, column: str) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False)
 
 
-def score_table(engine, table: pa.Table, key: str, read_batch_rows: int = 16_384) -> pa.Table:
-    """Outputs of an `InferenceEngine` on an in-memory table: `key` + the head's columns, in row order.
+def score_table(engine, table: pa.Table, read_batch_rows: int = 16_384) -> pa.Table:
+    """Outputs of an `InferenceEngine` on an in-memory table: its row key + the head's columns, in order.
 
     Rows the adapter refuses are an error here: every row of an evaluation set must be scored.
     """
-    parts: list[pa.RecordBatch] = []
-    columns = [key, *engine.columns] if key != "record_id" else ["record_id", *engine.columns]
-    source = table.select(list(dict.fromkeys(columns)))
-    if key != "record_id":
-        source = source.rename_columns(["record_id", *source.column_names[1:]])
-
-    def write(batch: pa.RecordBatch) -> None:
-        parts.append(batch)
-
     from batch_inference.inference.engine import Provenance
 
-    engine.run(source.to_batches(max_chunksize=read_batch_rows), write, Provenance("evaluation", "0", "evaluation"))
-    names = ["record_id", *(f.name for f in engine.head.fields())]
-    out = pa.Table.from_batches(parts, schema=engine.output_schema).select(names) if parts else \
-        pa.table({n: pa.array([], engine.output_schema.field(n).type) for n in names})
-    return out.rename_columns([key, *names[1:]]) if key != "record_id" else out
+    parts: list[pa.RecordBatch] = []
+    source = table.select(list(dict.fromkeys([engine.key, *engine.columns])))
+    engine.run(source.to_batches(max_chunksize=read_batch_rows), parts.append,
+               Provenance("evaluation", "0", "evaluation"))
+    names = [engine.key, *(f.name for f in engine.head.fields())]
+    if not parts:
+        return pa.table({n: pa.array([], engine.output_schema.field(n).type) for n in names})
+    return pa.Table.from_batches(parts, schema=engine.output_schema).select(names)
