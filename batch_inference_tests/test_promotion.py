@@ -70,7 +70,7 @@ def test_degenerate_version_fails_the_evaluation_set_and_is_refused(registry, tr
     first = _evaluate(registry, store, ev, "1", None)
     assert first.passed, first.reason
     assert first.figures["auc"] > 0.8  # a real model against the labels
-    assert gate.decide("1", first_champion=True).allowed  # the first champion needs no shadow days
+    assert gate.decide("1").allowed  # the first champion needs no shadow days
 
     broken = registry.register(artifact_of(degenerate(trained_small), tmp_path / "broken"))  # its own reference
     report = _evaluate(registry, store, ev, broken.version, "1")
@@ -79,7 +79,7 @@ def test_degenerate_version_fails_the_evaluation_set_and_is_refused(registry, tr
     assert registry.version_tags(broken.version)[TAG_EVALUATION] == "failed"
     with pytest.raises(PromotionRefused, match=f"^{GATE}: v2 has not passed the evaluation-set comparison "
                        r"\(it failed: degenerate output"):
-        gate.require(broken.version, first_champion=False)
+        gate.require(broken.version)
     with pytest.raises(PromotionRefused, match="no evaluation-set output reference"):
         output_reference(store, registry, broken.version, "score")
     # The champion's outputs on the set were stored at its own evaluation and reused, digest-checked.
@@ -94,23 +94,23 @@ def test_shadow_passes_then_promotion_and_the_audited_override(registry, trained
     candidate = registry.register(artifact_of(trained_small, tmp_path / "v2")).version
     assert _evaluate(registry, store, ev, candidate, "1").passed
     with pytest.raises(PromotionRefused, match="has 0 of the 3 consecutive passing shadow partitions"):
-        gate.require(candidate, first_champion=False)
+        gate.require(candidate)
     assert gate.record_shadow(candidate, "2026-01-10", True) == 1
     assert gate.record_shadow(candidate, "2026-01-11", False) == 0  # a failure resets the count
     for day in ("2026-01-12", "2026-01-13"):
         gate.record_shadow(candidate, day, True)
     assert gate.state(candidate).shadow_passes == 2
-    assert not gate.decide(candidate, first_champion=False).allowed
+    assert not gate.decide(candidate).allowed
     assert gate.record_shadow(candidate, "2026-01-14", True) == 3
     assert registry.version_tags(candidate)[TAG_SHADOW_PASSES] == "3"
-    decision = gate.require(candidate, first_champion=False)
+    decision = gate.require(candidate)
     assert "evaluation set passed, 3 consecutive shadow partitions passed" in decision.reason
 
     never = registry.register(artifact_of(trained_small, tmp_path / "v3")).version
     with pytest.raises(PromotionRefused, match="it was never evaluated"):
-        gate.require(never, first_champion=False)
+        gate.require(never)
     registry.set_version_tag(never, "batch_inference.promotion.override", "alice:")  # no reason: no override
-    assert not gate.decide(never, first_champion=False).allowed
+    assert not gate.decide(never).allowed
     gate.override(never, "alice", "hotfix INC-42")
-    decision = gate.require(never, first_champion=False)
+    decision = gate.require(never)
     assert decision.via_override and "overridden for v3 by alice: hotfix INC-42" in decision.reason

@@ -63,6 +63,7 @@ class GateState:
     figures: dict = field(default_factory=dict)
     shadow_results: dict[str, bool] = field(default_factory=dict)
     override: tuple[str, str] | None = None
+    compared_with: str = ""  # the champion version it was compared with; empty: the pipeline had none
 
     @classmethod
     def from_tags(cls, version: str, tags: dict[str, str]) -> GateState:
@@ -77,7 +78,7 @@ class GateState:
                    evaluation_reason=tags.get(TAG_EVALUATION_REASON, ""),
                    evaluation_set=tags.get(TAG_EVALUATION_SET, ""), figures=load(TAG_EVALUATION_FIGURES),
                    shadow_results={str(k): bool(v) for k, v in load(TAG_SHADOW_RESULTS).items()},
-                   override=parse_override(tags.get(TAG_OVERRIDE)))
+                   override=parse_override(tags.get(TAG_OVERRIDE)), compared_with=tags.get(TAG_COMPARED_WITH, ""))
 
     @property
     def shadow_passes(self) -> int:
@@ -97,9 +98,14 @@ class GateDecision:
     via_override: bool = False
 
 
-def decide(state: GateState, shadow_partitions: int, first_champion: bool) -> GateDecision:
-    """May `champion` name this version? The reason always names the gate."""
+def decide(state: GateState, shadow_partitions: int) -> GateDecision:
+    """May `champion` name this version? The reason always names the gate.
+
+    A version evaluated when the pipeline had no champion (nothing to compare with, nothing to
+    shadow) is a first champion: it needs the evaluation set only.
+    """
     v = f"v{state.version}"
+    first_champion = not state.compared_with
     if state.override:
         who, why = state.override
         return GateDecision(True, f"{GATE} overridden for {v} by {who}: {why} (tag {TAG_OVERRIDE})", True)
@@ -126,12 +132,12 @@ class PromotionGate:
     def state(self, version: str) -> GateState:
         return GateState.from_tags(str(version), self.registry.version_tags(version))
 
-    def decide(self, version: str, first_champion: bool) -> GateDecision:
-        return decide(self.state(version), self.shadow_partitions, first_champion)
+    def decide(self, version: str) -> GateDecision:
+        return decide(self.state(version), self.shadow_partitions)
 
-    def require(self, version: str, first_champion: bool) -> GateDecision:
+    def require(self, version: str) -> GateDecision:
         """The decision, or `PromotionRefused` with its reason."""
-        decision = self.decide(version, first_champion)
+        decision = self.decide(version)
         if not decision.allowed:
             raise PromotionRefused(decision.reason)
         return decision

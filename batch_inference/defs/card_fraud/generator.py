@@ -78,7 +78,7 @@ def generate_transactions(date: str, rows: int, *, corrupt_rate: float = 0.0, dr
     rng = draws["rng"]
     customer, category, card_country = draws["customer"], draws["category"], draws["card_country"]
     merchant_country, seconds, amount = draws["merchant_country"], draws["seconds"], draws["amount"]
-    card_present, is_fraud = draws["card_present"], draws["is_fraud"]
+    card_present = draws["card_present"]
 
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     prefix = f"tx-{day:%Y%m%d}-"
@@ -94,7 +94,6 @@ def generate_transactions(date: str, rows: int, *, corrupt_rate: float = 0.0, dr
         "card_country": pa.array(np.array(COUNTRIES, dtype=object)[card_country]),
         "amount": pa.array(amount),
         "card_present": pa.array(card_present),
-        "is_fraud": pa.array(is_fraud),
     }
     if corrupt_rate > 0:
         _corrupt(columns, rng, corrupt_rate, rows)

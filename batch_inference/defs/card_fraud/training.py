@@ -14,6 +14,7 @@ from torch import nn
 from batch_inference.defs.card_fraud.network import MODEL_FORMAT, RiskMLP, model_config, save_model
 from batch_inference.modeling.artifact import REFERENCE_FILE
 from batch_inference.plugins.protocols import LoadedArtifact, TrainedArtifact, TrainingRequest
+from batch_inference.quality.labels import latest_labels
 from batch_inference.quality.performance import roc_auc
 from batch_inference.quality.reference import build_reference
 
@@ -114,13 +115,9 @@ def join_labels(features: pa.Table, labels: pa.Table, key: str = "record_id") ->
 
     Rows without a label yet are left out: a chargeback may still come.
     """
-    latest = labels.group_by(key).aggregate([("labelled_at", "max")]).rename_columns([key, "labelled_at"])
-    distinct = labels.select([key, "labelled_at", "label"]).group_by([key, "labelled_at", "label"]).aggregate([])
-    latest = latest.join(distinct, [key, "labelled_at"])
-    if latest.num_rows != latest.column(key).unique().__len__():
-        raise ValueError("labels: a record has two different labels known at the same time")
+    latest = latest_labels(labels, key)
     base = features.drop_columns(["label"]) if "label" in features.column_names else features
-    joined = base.join(latest.select([key, "label"]), key, join_type="inner")
+    joined = base.join(latest, key, join_type="inner")
     return joined.sort_by(key).select([*base.column_names, "label"])
 
 
@@ -132,11 +129,17 @@ def feature_columns(table: pa.Table, key: str = "record_id") -> tuple[str, ...]:
 def build_model(request: TrainingRequest) -> TrainedArtifact:
     """The pipeline's model builder: train on the window's features, write a registrable version."""
     if request.features is None or request.features.num_rows == 0:
-        raise ValueError("no labelled feature rows to train on: materialize the input and features first")
+        raise ValueError("no feature rows to train on: materialize the input and features first")
+    if request.labels is None or request.labels.num_rows == 0:
+        raise ValueError(f"no labels known for {request.window[0]}..{request.window[-1]}: land the "
+                         "fraud_labels files and materialize the labels asset first")
+    labelled = join_labels(request.features, request.labels, request.key)
+    if labelled.num_rows == 0:
+        raise ValueError(f"none of the {request.features.num_rows} feature rows has a known label yet")
     options = dict(request.params)
-    features = tuple(options.pop("features", None) or feature_columns(request.features, request.key))  # or a subset
+    features = tuple(options.pop("features", None) or feature_columns(labelled, request.key))  # or a subset
     params = TrainingParams(**{k: tuple(v) if k == "hidden_sizes" else v for k, v in options.items()})
-    trained = train(request.features, features, params, key=request.key)
+    trained = train(labelled, features, params, key=request.key)
     directory = request.workdir / "model"
     save_model(trained.model, trained.config, directory)
     (directory / REFERENCE_FILE).write_text(json.dumps(trained.reference))
@@ -148,6 +151,7 @@ def build_model(request: TrainingRequest) -> TrainedArtifact:
             return float("-inf")  # trained on other features: not comparable, so not better
         return roc_auc(holdout_y, score(loaded.module, holdout_x))
 
-    return TrainedArtifact(directory, MODEL_FORMAT, trained.metrics,
+    metrics = {**trained.metrics, "unlabelled_rows": float(request.features.num_rows - labelled.num_rows)}
+    return TrainedArtifact(directory, MODEL_FORMAT, metrics,
                            {"window": f"{request.window[0]}..{request.window[-1]}", "days": len(request.window),
                             "hidden_sizes": list(params.hidden_sizes), "epochs": params.epochs}, evaluate)

@@ -24,7 +24,6 @@ TRANSACTION_SCHEMA = pa.schema([
     ("card_country", pa.string()),
     ("amount", pa.float64()),
     ("card_present", pa.bool_()),
-    ("is_fraud", pa.int8()),
 ])
 
 # Labels are their own landing entity, `fraud_labels_YYYY-MM-DD.parquet`: the labels that became
