@@ -204,7 +204,7 @@ def test_evaluation_set_is_versioned_digested_and_reproducible(tmp_path):
     assert output_values(store.read_outputs(first, "3", digest), "score").shape == (held.num_rows,)
     assert store.read_outputs(first, "4") is None
 
-    path = tmp_path / "lake" / "pipe" / "evaluation_set" / "v1" / "part-0.parquet"
+    path = tmp_path / "lake" / "pipe" / "_evaluation_set" / "v1" / "part-0.parquet"
     path.write_bytes(path.read_bytes() + b"x")
     with pytest.raises(EvaluationSetError, match="SHA-256 mismatch"):
         store.read(first)

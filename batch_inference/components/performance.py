@@ -51,32 +51,41 @@ def build_labels_asset(p: Pipeline) -> dg.AssetsDefinition:
     spec = p.spec.labels
 
     @dg.asset(key=labels_key(p), partitions_def=p.partitions_def, kinds={"parquet"}, group_name=p.group,
-              code_version="1", retry_policy=TRANSIENT_RETRIES,
+              code_version="1", retry_policy=TRANSIENT_RETRIES, backfill_policy=dg.BackfillPolicy.single_run(),
               description=f"Labels that became known on the day (`{spec.landing_entity}_YYYY-MM-DD.parquet`: "
               f"`{spec.key}`, `{spec.label}`, `{spec.labelled_at}`), for rows scored up to "
               f"{spec.max_delay_days} days before. Never part of the scoring input.")
     def _labels(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        date = validate_partition_key(context.partition_key)
-        fs, root = lake.landing()
-        path = lake.landing_path(spec.landing_entity, date)
-        with classified_errors():
-            table = read_landing_file(fs, path, load_object(spec.arrow_schema), root=root)
-            for column in (spec.key, spec.label, spec.labelled_at):
-                nulls = table.column(column).null_count
-                if nulls:
-                    raise BadInputFileError(f"labels file {path}: {nulls} null value(s) in column {column!r}")
-            known = pc.strftime(table.column(spec.labelled_at), format="%Y-%m-%d").to_pylist()
-            wrong = [d for d in known if d != date]
-            if wrong:
-                raise BadInputFileError(f"labels file {path}: {len(wrong)} label(s) became known on another day "
-                                        f"than {date}, e.g. {wrong[0]}")
-        uri = p.lake(lake).write(spec.asset, date, table)
-        positives = int(pc.sum(table.column(spec.label)).as_py() or 0) if table.num_rows else 0
-        return dg.MaterializeResult(metadata={"rows": table.num_rows, "positives": positives,
-                                              "landing_file": dg.MetadataValue.path(path),
-                                              "path": dg.MetadataValue.path(uri)})
+        dates = [validate_partition_key(k) for k in context.partition_keys]
+        figures = {date: _land_labels(p, lake, date) for date in dates}
+        if len(dates) == 1:
+            return dg.MaterializeResult(metadata=figures[dates[0]])
+        for date, metadata in figures.items():
+            context.add_asset_metadata(metadata, partition_key=date)
+        return dg.MaterializeResult()
 
     return _labels
+
+
+def _land_labels(p: Pipeline, lake: LakeResource, date: str) -> dict:
+    spec = p.spec.labels
+    fs, root = lake.landing()
+    path = lake.landing_path(spec.landing_entity, date)
+    with classified_errors():
+        table = read_landing_file(fs, path, load_object(spec.arrow_schema), root=root)
+        for column in (spec.key, spec.label, spec.labelled_at):
+            nulls = table.column(column).null_count
+            if nulls:
+                raise BadInputFileError(f"labels file {path}: {nulls} null value(s) in column {column!r}")
+        known = pc.strftime(table.column(spec.labelled_at), format="%Y-%m-%d").to_pylist()
+        wrong = [d for d in known if d != date]
+        if wrong:
+            raise BadInputFileError(f"labels file {path}: {len(wrong)} label(s) became known on another day "
+                                    f"than {date}, e.g. {wrong[0]}")
+    uri = p.lake(lake).write(spec.asset, date, table)
+    positives = int(pc.sum(table.column(spec.label)).as_py() or 0) if table.num_rows else 0
+    return {"rows": table.num_rows, "positives": positives, "landing_file": dg.MetadataValue.path(path),
+            "path": dg.MetadataValue.path(uri)}
 
 
 def performance_condition(p: Pipeline) -> dg.AutomationCondition:

@@ -3,9 +3,9 @@
 The evaluation set is cut from the training window when the pipeline's first model is built
 (rows chosen by a hash of their key, so the cut is reproducible) and stored in the lake:
 
-    <lake>/<pipeline>/evaluation_set/v<N>/part-0.parquet    the rows (features, labels if any)
-    <lake>/<pipeline>/evaluation_set/v<N>/manifest.json     SHA-256, rows, source window
-    <lake>/<pipeline>/evaluation_set/v<N>/outputs/model-v<M>.parquet   version M's outputs on it
+    <lake>/<pipeline>/_evaluation_set/v<N>/part-0.parquet    the rows (features, labels if any)
+    <lake>/<pipeline>/_evaluation_set/v<N>/manifest.json     SHA-256, rows, source window
+    <lake>/<pipeline>/_evaluation_set/v<N>/outputs/model-v<M>.parquet   version M's outputs on it
 
 Every read verifies the digest. A new evaluation set is a new `v<N+1>`; the old one stays, so a
 comparison names the set it used. No Dagster import, no example names.
@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from batch_inference.lake import Lake, sha256_of
 from batch_inference.validation import InvalidNameError
 
-FOLDER = "evaluation_set"
+FOLDER = "_evaluation_set"  # "_": not a partitioned asset, no serving view
 PART = "part-0.parquet"
 MANIFEST = "manifest.json"
 _VERSION_DIR = re.compile(r"^v(\d{1,6})$")

@@ -134,22 +134,52 @@ def generate_labels(date: str, rows: int) -> pa.Table:
 def labels_known_on(date: str, rows: int) -> pa.Table:
     """The labels that became known on `date`: for its own transactions and those of the
     MAX_LABEL_DELAY_DAYS days before (each day assumed to have `rows` transactions)."""
-    day = dt.date.fromisoformat(date)
-    start = np.datetime64(dt.datetime.combine(day, dt.time()), "us")
-    parts = []
-    for back in range(MAX_LABEL_DELAY_DAYS, -1, -1):
-        tx_day = day - dt.timedelta(days=back)
+    return labels_arriving(date, date, rows)[date]
+
+
+def labels_arriving(first: str, last: str, rows: int) -> dict[str, pa.Table]:
+    """For each day `first`..`last`, the labels that became known that day (one pass over the days)."""
+    start_day, end_day = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    days = [(start_day + dt.timedelta(days=k)) for k in range((end_day - start_day).days + 1)]
+    parts: dict[str, list[pa.Table]] = {d.isoformat(): [] for d in days}
+    tx_day = start_day - dt.timedelta(days=MAX_LABEL_DELAY_DAYS)
+    while tx_day <= end_day:
         draws = _simulate(tx_day.isoformat(), rows)
-        offset = np.int64(back * 86_400)
         known = draws["seconds"] + label_delays(tx_day.isoformat(), draws["is_fraud"])  # seconds after tx_day
-        today = np.flatnonzero((known >= offset) & (known < offset + 86_400))
-        parts.append(pa.table({
-            "record_id": pa.array([f"tx-{tx_day:%Y%m%d}-{i:08d}" for i in today.tolist()], pa.string()),
-            "label": pa.array(draws["is_fraud"][today]),
-            "labelled_at": pa.array(start + (known[today] - offset).astype("timedelta64[s]"),
-                                    pa.timestamp("us", tz="UTC")),
-        }, schema=LABEL_SCHEMA))
-    return pa.concat_tables(parts)
+        arrival = known // 86_400
+        midnight = np.datetime64(dt.datetime.combine(tx_day, dt.time()), "us")
+        for offset in np.unique(arrival).tolist():
+            day = (tx_day + dt.timedelta(days=offset)).isoformat()
+            if day not in parts:
+                continue
+            rows_today = np.flatnonzero(arrival == offset)
+            parts[day].append(pa.table({
+                "record_id": pa.array([f"tx-{tx_day:%Y%m%d}-{i:08d}" for i in rows_today.tolist()], pa.string()),
+                "label": pa.array(draws["is_fraud"][rows_today]),
+                "labelled_at": pa.array(midnight + known[rows_today].astype("timedelta64[s]"),
+                                        pa.timestamp("us", tz="UTC")),
+            }, schema=LABEL_SCHEMA))
+        tx_day += dt.timedelta(days=1)
+    return {day: pa.concat_tables(tables) if tables else LABEL_SCHEMA.empty_table()
+            for day, tables in parts.items()}
+
+
+def write_labels(first: str, last: str, rows: int, landing_dir) -> list:
+    """Write `fraud_labels_<day>.parquet` for every day `first`..`last` (what arrived each day)."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    landing_dir = Path(landing_dir)
+    landing_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for day, table in labels_arriving(first, last, rows).items():
+        final = landing_dir / f"{LABEL_ENTITY}_{day}.parquet"
+        tmp = landing_dir / f".{final.name}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.replace(final)
+        paths.append(final)
+    return paths
 
 
 def _corrupt(columns: dict[str, pa.Array], rng: np.random.Generator, rate: float, rows: int) -> None:
@@ -192,9 +222,8 @@ def write_landing(date: str, rows: int, landing_dir, *, corrupt_rate: float = 0.
     landing_dir = Path(landing_dir)
     landing_dir.mkdir(parents=True, exist_ok=True)
     final = landing_dir / f"transactions_{date}.parquet"
-    for name, data in ((f"{LABEL_ENTITY}_{date}.parquet", labels_known_on(date, rows)),
-                       (final.name, table)):
-        tmp = landing_dir / f".{name}.tmp"
-        pq.write_table(data, tmp, compression="zstd")
-        tmp.replace(landing_dir / name)
+    write_labels(date, date, rows, landing_dir)
+    tmp = landing_dir / f".{final.name}.tmp"
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(final)
     return final
