@@ -4,7 +4,6 @@ that day accumulate, with a check against the version's evaluation-set figures."
 
 
 import datetime as dt
-import json
 
 import dagster as dg
 import numpy as np
@@ -14,7 +13,7 @@ import pyarrow.compute as pc
 from batch_inference.components.errors import TRANSIENT_RETRIES, classified_errors
 from batch_inference.components.pipeline import Pipeline
 from batch_inference.ingest import BadInputFileError, read_landing_file
-from batch_inference.modeling.promotion import TAG_EVALUATION_FIGURES
+from batch_inference.modeling.promotion import PASSED, GateState
 from batch_inference.plugins.loading import load_object
 from batch_inference.quality.labels import latest_labels
 from batch_inference.quality.performance import judge, measure
@@ -144,10 +143,10 @@ def build_performance_asset(p: Pipeline) -> dg.AssetsDefinition:
 
 
 def _evaluation_figures(p: Pipeline, model_registry: ModelRegistryResource, version: str) -> dict:
-    tags = p.registry(model_registry).version_tags(version)
-    try:
-        figures = json.loads(tags.get(TAG_EVALUATION_FIGURES) or "{}")
-    except ValueError:
-        return {}
-    return figures if isinstance(figures, dict) else {}
-
+    """The evaluation-set figures the day's version is held to: its own when it passed the gate; for a
+    version promoted around it (override), those of the champion it was compared with and replaced."""
+    registry = p.registry(model_registry)
+    state = GateState.from_tags(version, registry.version_tags(version))
+    if state.evaluation != PASSED and state.compared_with:
+        state = GateState.from_tags(state.compared_with, registry.version_tags(state.compared_with))
+    return dict(state.figures) if state.evaluation == PASSED else {}
