@@ -37,8 +37,9 @@ from batch_inference_tests.conftest import (
 )
 
 TRAIN_DAYS = ("2026-01-05", "2026-01-06")
-SMALL_MODEL = {"ops": {"card_fraud__model": {"config": {"params": {"epochs": 3, "hidden_sizes": [32, 32]}}}}}
-ROWS = 3_000
+SMALL_MODEL = {"ops": {"card_fraud__model": {"config": {"params": {"epochs": 6, "hidden_sizes": [32, 32],
+                                                                   "batch_size": 256}}}}}
+ROWS = 10_000  # enough positives (about 2%) for a model, and an evaluation set, worth comparing
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def _nudge(model) -> None:
 def _scramble(model) -> None:
     torch.manual_seed(3)
     for parameter in model.net.parameters():
-        parameter.copy_(torch.randn_like(parameter) * parameter.std())
+        parameter.copy_(torch.randn_like(parameter) * 0.1)
 
 
 def _evaluate(home, registry, version: str, tmp_path) -> dict:
@@ -171,16 +172,16 @@ def test_challenger_in_shadow_then_promotion_after_k_passes(home, dagster_instan
             assert f"v{v2} has 2 of the 3 consecutive passing shadow partitions" in tick.skip_message
             assert registry.require_champion().version == "1"
     assert _served_versions(home) == {"1"}  # the challenger is never published
-    registry.set_champion(v2)  # after K passes: accepted, the canary re-scores the latest day first
+    registry.set_champion(v2)  # after K passes: accepted (the days are outside its 30-day re-score window)
     moved = _champion_sensor(home, dagster_instance, cursor)
-    assert [r.partition_key for r in moved.run_requests] == [days[-1]]
+    assert isinstance(moved, dg.SensorResult) and json.loads(moved.cursor)["version"] == v2
     assert registry.require_champion().version == v2
     assert PromotionGate(registry, 3).decide(v2).allowed
 
 
 def test_performance_follows_labels_and_fails_for_a_degraded_model(home, dagster_instance, built, tmp_path):
     registry = fraud_registry(home)
-    day = "2026-01-10"
+    day = "2026-01-28"  # after the labels the fixture landed (arrivals up to the 26th)
     write_landing_file(day, ROWS, Path(home.landing_uri))  # also lands the labels known on the 10th
     for name in ("ingest_day", "score_day"):
         assert built.resolve_job_def(job(name)).execute_in_process(partition_key=day,
@@ -190,7 +191,7 @@ def test_performance_follows_labels_and_fails_for_a_degraded_model(home, dagster
     asset_job = built.resolve_implicit_global_asset_job_def()
     cursor = dg.evaluate_automation_conditions(built, dagster_instance, selection).cursor
     coverage = []
-    for arrival in ("2026-01-11", "2026-01-12", "2026-01-14"):  # the day's labels arrive over later days
+    for arrival in ("2026-01-29", "2026-01-30", "2026-02-02"):  # the day's labels arrive over later days
         write_labels(arrival, arrival, ROWS, Path(home.landing_uri))
         assert built.resolve_job_def(job("labels_day")).execute_in_process(
             partition_key=arrival, instance=dagster_instance).success
@@ -207,12 +208,10 @@ def test_performance_follows_labels_and_fails_for_a_degraded_model(home, dagster
     _evaluate(home, registry, degraded, tmp_path)
     PromotionGate(registry, 3).override(degraded, "tests", "deliberately degraded for the performance check")
     registry.set_champion(degraded)
-    assert built.resolve_job_def(job("score_day")).execute_in_process(partition_key=day,
-                                                                      instance=dagster_instance).success
-    write_labels("2026-01-15", "2026-02-09", ROWS, Path(home.landing_uri))  # every label of the day is in
-    assert built.resolve_job_def(job("labels_day")).execute_in_process(
-        instance=dagster_instance, tags={"dagster/asset_partition_range_start": "2026-01-15",
-                                         "dagster/asset_partition_range_end": "2026-02-09"}).success
+    # Scored (its drift check may well stop the publish: the lake's predictions are what is measured).
+    built.resolve_job_def(job("score_day")).execute_in_process(partition_key=day, instance=dagster_instance,
+                                                               raise_on_error=False)
+    land_labels(home, dagster_instance, "2026-01-31", "2026-02-27", ROWS)  # every label of the day is in
     result = asset_job.execute_in_process(asset_selection=[perf_key], partition_key=day, instance=dagster_instance)
     meta = result.asset_materializations_for_node("card_fraud__performance")[0].metadata
     assert meta["label_coverage"].value == 1.0 and meta["model_version"].value == degraded
