@@ -136,3 +136,17 @@ def land_labels(settings: Settings, instance, first: str, last: str, rows: int) 
         instance=instance, tags={"dagster/asset_partition_range_start": first,
                                  "dagster/asset_partition_range_end": last})
     assert result.success
+
+
+def land_sandbox_labels(defs, settings: Settings, instance, day: str, labels_job: str, rows: int, days: int = 25) -> None:
+    """The labels of `day`'s rows, arriving over the next `days` days, landed and materialized by a
+    sandbox pipeline's labels job (one ranged run)."""
+    import datetime as dt
+
+    from batch_inference.defs.card_fraud.generator import write_labels
+
+    last = (dt.date.fromisoformat(day) + dt.timedelta(days=days)).isoformat()
+    write_labels(day, last, rows, Path(settings.landing_uri))
+    result = defs.resolve_job_def(labels_job).execute_in_process(
+        instance=instance, tags={"dagster/asset_partition_range_start": day, "dagster/asset_partition_range_end": last})
+    assert result.success

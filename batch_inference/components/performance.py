@@ -37,13 +37,15 @@ def performance_key(p: Pipeline) -> dg.AssetKey:
 
 def read_labels(p: Pipeline, lake: LakeResource, first: str, last: str) -> pa.Table | None:
     """Every label known in the lake for rows of days `first`..`last` (read from the arrival days
-    `first`..`last` + max_delay_days that exist)."""
+    `first`..`last` + max_delay_days that exist), as (row key, `label`, `labelled_at`)."""
     spec = p.spec.labels
     store = p.lake(lake)
     end = (dt.date.fromisoformat(last) + dt.timedelta(days=spec.max_delay_days)).isoformat()
     days = [d for d in store.dates(spec.asset) if first <= d <= end]
-    tables = [store.read(spec.asset, d) for d in days]
-    return pa.concat_tables(tables) if tables else None
+    tables = [store.read(spec.asset, d, [spec.key, spec.label, spec.labelled_at]) for d in days]
+    if not tables:
+        return None
+    return pa.concat_tables(tables).rename_columns([p.row_key, "label", "labelled_at"])
 
 
 def build_labels_asset(p: Pipeline) -> dg.AssetsDefinition:
@@ -119,8 +121,8 @@ def build_performance_asset(p: Pipeline) -> dg.AssetsDefinition:
         store = p.lake(lake)
         scored = store.read(predictions, date, [p.row_key, promotion.output_column, "model_version"])
         labels = read_labels(p, lake, date, date)
-        known = latest_labels(labels, spec.key, spec.label, spec.labelled_at) if labels is not None else None
-        joined = scored.join(known.rename_columns([p.row_key, "label"]), p.row_key, join_type="inner") \
+        known = latest_labels(labels, p.row_key) if labels is not None else None
+        joined = scored.join(known, p.row_key, join_type="inner") \
             if known is not None else scored.slice(0, 0).append_column("label", pa.array([], pa.int8()))
         realized = measure(joined.column("label").to_numpy(zero_copy_only=False).astype(np.float64),
                            joined.column(promotion.output_column).to_numpy(zero_copy_only=False).astype(np.float64),

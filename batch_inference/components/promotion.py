@@ -43,13 +43,12 @@ def require_gate(p: Pipeline, registry, ref) -> None:
 
 def with_labels(p: Pipeline, features: pa.Table, labels: pa.Table | None) -> pa.Table:
     """Feature rows joined with their latest known label as `label` (rows without one dropped)."""
-    spec = p.spec.labels
-    if spec is None or labels is None:
+    if p.spec.labels is None or labels is None:
         return features
     from batch_inference.quality.labels import latest_labels
 
-    latest = latest_labels(labels, spec.key, spec.label, spec.labelled_at)
-    joined = features.join(latest.rename_columns([p.row_key, "label"]), p.row_key, join_type="inner")
+    latest = latest_labels(labels, p.row_key)  # read_labels names them (row key, label, labelled_at)
+    joined = features.join(latest, p.row_key, join_type="inner")
     return joined.sort_by(p.row_key)
 
 
