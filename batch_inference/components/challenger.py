@@ -14,6 +14,7 @@ from batch_inference.components.checks import check_dates, per_partition, single
 from batch_inference.components.errors import TRANSIENT_RETRIES
 from batch_inference.components.pipeline import Pipeline
 from batch_inference.components.promotion import comparison_thresholds, gate_enabled, gate_of
+from batch_inference.failures import RUNBOOKS
 from batch_inference.modeling.evaluation import output_values
 from batch_inference.quality.comparison import ComparisonReport, compare
 from batch_inference.resources import LakeResource, ModelRegistryResource
@@ -113,7 +114,7 @@ def build_challenger_check(p: Pipeline) -> dg.AssetChecksDefinition:
                 results[date] = dg.AssetCheckResult(passed=report.passed, metadata={
                     **_figures(report), **versions, "reason": report.reason[:1000],
                     "consecutive_passes": passes, "required": p.spec.promotion.shadow_partitions,
-                    "runbook": "docs/runbooks/promotion_gate.md"})
+                    "runbook": RUNBOOKS["promotion_gate"]})
             if single_partition_run(context):
                 yield next(iter(results.values()))
                 return

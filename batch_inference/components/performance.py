@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from batch_inference.components.errors import TRANSIENT_RETRIES, classified_errors
 from batch_inference.components.pipeline import Pipeline
+from batch_inference.failures import RUNBOOKS
 from batch_inference.ingest import BadInputFileError, read_landing_file
 from batch_inference.modeling.promotion import PASSED, GateState
 from batch_inference.plugins.loading import load_object
@@ -139,7 +140,7 @@ def build_performance_asset(p: Pipeline) -> dg.AssetsDefinition:
                                   metadata={"reason": verdict.reason, "labelled_rows": realized.labelled_rows,
                                             "label_coverage": round(realized.label_coverage, 4),
                                             "margin": spec.performance_margin,
-                                            "runbook": "docs/runbooks/performance_drop.md"})
+                                            "runbook": RUNBOOKS["performance_drop"]})
 
     return _performance
 

@@ -8,11 +8,12 @@ import time
 import pyarrow as pa
 
 from batch_inference.components.pipeline import Pipeline
+from batch_inference.failures import RUNBOOKS
 from batch_inference.modeling.evaluation import EvaluationSet, EvaluationStore, score_table, split, without
 from batch_inference.modeling.promotion import GATE, PromotionGate, PromotionRefused, evaluate_version
 from batch_inference.quality.comparison import ComparisonThresholds
 
-RUNBOOK = "docs/runbooks/promotion_gate.md"
+RUNBOOK = RUNBOOKS["promotion_gate"]
 
 
 def gate_enabled(p: Pipeline) -> bool:
