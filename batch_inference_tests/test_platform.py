@@ -106,7 +106,7 @@ def test_a_second_pipeline_from_yaml_only_scores_a_checked_partition(home, dagst
                 "payments/payments", "payments/features", "payments/model", "payments/predictions",
                 "payments/serving_predictions", "payments/labels", "payments/performance"}
             assert {s.name for s in defs.sensors} == {"payments_landing_sensor", "payments_champion_sensor",
-                                                      "payments_labels_sensor"}
+                                                      "payments_labels_sensor", "payments_performance_automation"}
             path = write_landing_file(day, 2_000, Path(home.landing_uri))
             path.rename(path.with_name(f"payments_{day}.parquet"))  # the second pipeline's own landing pattern
             land_sandbox_labels(defs, home, dagster_instance, day, "payments_labels_day", 2_000)

@@ -30,7 +30,11 @@ from batch_inference.components.automation import (
 from batch_inference.components.challenger import build_challenger_asset, build_challenger_check
 from batch_inference.components.checks import build_checks, prediction_check_names
 from batch_inference.components.load_validation import PipelineConfigError, Problem, tree_locator
-from batch_inference.components.performance import build_labels_asset, build_performance_asset
+from batch_inference.components.performance import (
+    build_labels_asset,
+    build_performance_asset,
+    build_performance_sensor,
+)
 from batch_inference.components.pipeline import Pipeline
 from batch_inference.components.scaffold import BatchScoringScaffolder
 from batch_inference.quality.completeness import DEFAULT_MAX_QUARANTINE_SHARE
@@ -240,8 +244,8 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
             checks.append(build_challenger_check(p))
         if p.spec.labels is not None:  # late labels and realized performance
             assets += [build_labels_asset(p), build_performance_asset(p)]
-            sensors.append(build_landing_sensor(p, jobs["labels"], p.spec.labels.landing_entity,
-                                                f"{p.name}_labels_sensor"))
+            sensors += [build_landing_sensor(p, jobs["labels"], p.spec.labels.landing_entity,
+                                             f"{p.name}_labels_sensor"), build_performance_sensor(p)]
         return dg.Definitions(assets=assets, asset_checks=checks, jobs=list(jobs.values()),
                               sensors=sensors, schedules=[build_schedule(p, jobs["daily"])])
 

@@ -102,6 +102,16 @@ def performance_condition(p: Pipeline) -> dg.AutomationCondition:
             ).with_label("labels or predictions of the day updated")
 
 
+def build_performance_sensor(p: Pipeline) -> dg.AutomationConditionSensorDefinition:
+    """Evaluates the performance asset's condition (running by default, like the landing sensor)."""
+    from batch_inference.components.automation import default_status
+
+    return dg.AutomationConditionSensorDefinition(
+        f"{p.name}_performance_automation", target=dg.AssetSelection.assets(performance_key(p)),
+        default_status=default_status(), minimum_interval_seconds=60,
+        description=f"Re-materializes a day of `{performance_key(p).to_user_string()}` when labels of that day arrive.")
+
+
 def build_performance_asset(p: Pipeline) -> dg.AssetsDefinition:
     spec, promotion = p.spec.labels, p.spec.promotion
     predictions = p.spec.scoring.asset
