@@ -218,3 +218,45 @@ def test_performance_follows_labels_and_fails_for_a_degraded_model(home, dagster
     check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "vs_evaluation_set")
     assert not check.passed
     assert "< evaluation-set" in check.metadata["reason"].value
+
+
+def _scores_for(home, date: str, version: str, scores) -> None:
+    import pyarrow as pa
+
+    n = len(scores)
+    pipeline_lake(home).write("predictions", date, pa.table({
+        "record_id": [f"{date}-{i}" for i in range(n)], "score": pa.array(scores, pa.float32()),
+        "model_name": ["m"] * n, "model_version": [version] * n,
+        "scored_at": pa.array([None] * n, pa.timestamp("us", tz="UTC")), "run_id": ["r"] * n}))
+
+
+@pytest.mark.parametrize("agrees", [True, False])
+def test_canary_compares_the_new_champion_with_the_old_champions_output(home, registry, trained_small, tmp_path,
+                                                                        agrees):
+    import numpy as np
+
+    from batch_inference.components.automation import CANARY_TAG
+    from batch_inference_tests.conftest import artifact_of, promote_by_hand
+
+    recent = project_defs(home).resolve_assets_def(key("predictions")).partitions_def.get_partition_keys()[-2:]
+    old = np.random.default_rng(0).beta(2, 8, 2_000)
+    for d in recent:
+        _scores_for(home, d, "1", old)
+    with dg.instance_for_test() as instance:
+        v2 = registry.register(artifact_of(trained_small, tmp_path / "v2")).version
+        promote_by_hand(registry, v2)
+        moved = _champion_sensor(home, instance, json.dumps({"version": "1", "phase": "done"}))
+        assert [r.partition_key for r in moved.run_requests] == [recent[-1]]
+        assert pipeline_lake(home).exists("_canary_baseline", recent[-1])  # the old champion's day, kept
+        new = np.clip(old + 0.001, 0, 1) if agrees else np.full(len(old), 0.5)  # the canary's re-scored day
+        _scores_for(home, recent[-1], v2, new)
+        instance.add_run(dg.DagsterRun(job_name=job("score_day"), run_id="canary", status=dg.DagsterRunStatus.SUCCESS,
+                                       tags={CANARY_TAG: f"{PIPELINE}-v{v2}-{recent[-1]}"}))
+        after = _champion_sensor(home, instance, moved.cursor)
+    state = json.loads(after.cursor)
+    if agrees:
+        assert [r.partition_key for r in after.run_requests] == recent[:-1] and state["phase"] == "done"
+    else:
+        assert not after.run_requests and state["phase"] == "halted"
+        assert "disagrees with the old champion v1's output" in state["canary_disagreement"]
+        assert "degenerate output" in state["canary_disagreement"]

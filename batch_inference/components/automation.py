@@ -9,7 +9,7 @@ from dagster_aws.s3 import S3Resource
 from batch_inference.components.challenger import challenger_key
 from batch_inference.components.performance import labels_key
 from batch_inference.components.pipeline import Pipeline
-from batch_inference.components.promotion import guard_champion_move
+from batch_inference.components.promotion import compare_canary, guard_champion_move, keep_canary_baseline
 from batch_inference.landing_scan import list_filesystem, list_s3, scan_landing
 from batch_inference.rescoring import stale_partitions
 from batch_inference.resources import LakeResource, ModelRegistryResource
@@ -107,6 +107,7 @@ def build_champion_sensor(p: Pipeline, job) -> dg.SensorDefinition:
             if not p.spec.automation.canary:
                 return _rollout(p, version, stale)
             canary = stale[-1]
+            keep_canary_baseline(p, lake, canary)  # the old champion's output, for the canary comparison
             request = dg.RunRequest(run_key=f"{p.name}-v{version}-canary-{canary}", partition_key=canary,
                                     tags={TRIGGER_TAG: "champion", CANARY_TAG: f"{p.name}-v{version}-{canary}"})
             cursor = {"version": version, "phase": "canary", "canary": canary, "rest": stale[:-1]}
@@ -121,6 +122,10 @@ def build_champion_sensor(p: Pipeline, job) -> dg.SensorDefinition:
             context.log.error(f"canary {state['canary']} with v{version} ended {runs[0].status.value} "
                               f"(run {runs[0].run_id}); not re-scoring the other {len(state['rest'])} partition(s)")
             return dg.SensorResult(cursor=json.dumps({**state, "phase": "halted", "canary_run": runs[0].run_id}))
+        disagreement = compare_canary(p, context, lake, state["canary"])
+        if disagreement:
+            return dg.SensorResult(cursor=json.dumps({**state, "phase": "halted", "canary_run": runs[0].run_id,
+                                                      "canary_disagreement": disagreement[:500]}))
         return _rollout(p, version, state["rest"])
 
     return _sensor

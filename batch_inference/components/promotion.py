@@ -165,3 +165,47 @@ def gate_metadata(p: Pipeline, registry, version: str) -> dict:
     return {"gate_evaluation": state.evaluation or "none", "gate_shadow_passes": state.shadow_passes,
             "gate_shadow_required": p.spec.promotion.shadow_partitions}
 
+
+
+CANARY_BASELINE = "_canary_baseline"  # the old champion's output of the canary day ("_": no serving view)
+
+
+def keep_canary_baseline(p: Pipeline, lake_resource, date: str) -> bool:
+    """Before the canary re-scores `date`, keep the old champion's output of that day to compare with."""
+    store = p.lake(lake_resource)
+    if not gate_enabled(p) or not store.exists(p.spec.scoring.asset, date):
+        return False
+    columns = [p.row_key, p.spec.promotion.output_column, "model_version"]
+    store.write(CANARY_BASELINE, date, store.read(p.spec.scoring.asset, date, columns))
+    return True
+
+
+def compare_canary(p: Pipeline, context, lake_resource, date: str) -> str | None:
+    """After the canary run: the new champion's partition against the old champion's output for the
+    day. None when they agree (or there is no baseline); else why not, logged and alerted."""
+    from batch_inference.modeling.evaluation import output_values
+    from batch_inference.quality.comparison import compare
+
+    store = p.lake(lake_resource)
+    if not gate_enabled(p) or not store.exists(CANARY_BASELINE, date):
+        return None
+    spec, key = p.spec.promotion, p.row_key
+    old = store.read(CANARY_BASELINE, date).sort_by(key)
+    new = store.read(p.spec.scoring.asset, date, [key, spec.output_column, "model_version"]).sort_by(key)
+    if old.column(key).to_pylist() != new.column(key).to_pylist():
+        problem = f"the canary's rows of {date} are not the old champion's rows ({new.num_rows} against {old.num_rows})"
+    else:
+        report = compare(spec.output_kind, output_values(new, spec.output_column),
+                         output_values(old, spec.output_column), threshold=spec.threshold,
+                         thresholds=comparison_thresholds(p))
+        context.log.info(f"{p.name} canary {date}: new champion vs old champion's output: {report.reason}")
+        problem = None if report.passed else report.reason
+    if problem is None:
+        return None
+    versions = (old.column("model_version")[0].as_py() if old.num_rows else "?",
+                new.column("model_version")[0].as_py() if new.num_rows else "?")
+    message = (f"{p.name}: canary {date}: v{versions[1]} disagrees with the old champion v{versions[0]}'s output "
+               f"for the day: {problem}; not re-scoring the other days (runbook {RUNBOOK})")
+    context.log.error(message)
+    _alert(context, p, message)
+    return message
