@@ -81,6 +81,10 @@ def build_challenger_asset(p: Pipeline) -> dg.AssetsDefinition:
                 context.log.info(f"{p.name} {date}: no challenger scored in shadow (no `challenger` alias)")
                 continue
             report, versions = compare_day(p, store, date)
+            if not versions["same_run"]:
+                context.log.info(f"{p.name} {date}: the challenger's output is from an earlier scoring run; "
+                                 "the day was last scored without a challenger")
+                continue
             metadata = {**_figures(report), **versions, "rows": report.rows, "passed": report.passed,
                         "reason": report.reason[:1000]}
             if len(context.partition_keys) == 1:
@@ -110,6 +114,10 @@ def build_challenger_check(p: Pipeline) -> dg.AssetChecksDefinition:
                     results[date] = dg.AssetCheckResult(passed=True, metadata={"status": "no challenger scored"})
                     continue
                 report, versions = compare_day(p, store, date)
+                if not versions["same_run"]:
+                    results[date] = dg.AssetCheckResult(passed=True, metadata={
+                        "status": "stale: the day was last scored without this challenger"})
+                    continue
                 passes = gate.record_shadow(versions["challenger_version"], date, report.passed)
                 results[date] = dg.AssetCheckResult(passed=report.passed, metadata={
                     **_figures(report), **versions, "reason": report.reason[:1000],
