@@ -82,7 +82,9 @@ def test_landing_sensor_new_same_changed_and_bad_files(home):
 
 def _write_predictions(home, date, version, rows=10):
     pipeline_lake(home).write("predictions", date, pa.table({
-        "record_id": [f"{date}-{i}" for i in range(rows)], "score": pa.array([0.5] * rows, pa.float32()),
+        # Scores spread over (0, 1): constant scores would make the canary comparison call the day degenerate.
+        "record_id": [f"{date}-{i}" for i in range(rows)],
+        "score": pa.array([(i + 0.5) / rows for i in range(rows)], pa.float32()),
         "model_name": ["m"] * rows, "model_version": [version] * rows,
         "scored_at": pa.array([None] * rows, pa.timestamp("us", tz="UTC")), "run_id": ["r"] * rows,
     }))
