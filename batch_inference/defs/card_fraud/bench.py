@@ -89,6 +89,10 @@ def prepare(home: Path, rows: int) -> None:
             reference = build_reference({f: x[:, i] for i, f in enumerate(FEATURES)}, scores, "score")
             (directory / REFERENCE_FILE).write_text(json.dumps(reference))
             ref = registry.register(TrainedArtifact(directory, MODEL_FORMAT, {"bench": 1.0}))
+        # A synthetic bench model: promoted around the gate with the audited override (no evaluation set).
+        from batch_inference.modeling.promotion import PromotionGate
+
+        PromotionGate(registry, 0).override(ref.version, "bench", "synthetic benchmark model")
         registry.set_champion(ref.version)
 
 
