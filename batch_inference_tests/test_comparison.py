@@ -210,3 +210,8 @@ def test_evaluation_set_is_versioned_digested_and_reproducible(tmp_path):
         store.read(first)
     with pytest.raises(EvaluationSetError, match="empty"):
         store.create(held.slice(0, 0), "w")
+
+
+def test_a_handful_of_rows_is_not_judged_but_says_so():
+    report = cmp.compare("scores", [0.5] * 5, None)
+    assert report.passed and report.reason == "insufficient sample: 5 rows < 30; not judged"

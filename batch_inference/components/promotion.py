@@ -63,7 +63,7 @@ def cut_evaluation_set(p: Pipeline, store: EvaluationStore, features: pa.Table |
     if evaluation is None:
         _, held = split(features, p.row_key, p.spec.promotion.evaluation_fraction)
         rows = with_labels(p, held, labels)
-        if rows.num_rows == 0:
+        if rows.num_rows == 0:  # only a pipeline with labels drops rows here
             raise ValueError(f"{p.name}: none of the {held.num_rows} held-out rows of {window[0]}..{window[-1]} has "
                              "a label yet; the evaluation set needs labelled rows")
         evaluation = store.create(rows, f"{window[0]}..{window[-1]}",

@@ -44,6 +44,7 @@ class ComparisonThresholds:
     min_std: float = 1e-3  # below this spread an output is degenerate
     max_mode_share: float = 0.99  # ... or when one value holds this share of the rows
     max_embedding_concentration: float = 0.98  # |mean of unit embeddings|: 1 = every row the same
+    min_rows: int = 30  # fewer rows are not judged (insufficient sample), as the drift check does
 
 
 @dataclass
@@ -56,6 +57,7 @@ class ComparisonReport:
     failures: list[str] = field(default_factory=list)
     degenerate: str | None = None
     compared_with: str = "nothing"  # "champion", "labels", "champion and labels"
+    insufficient: str | None = None  # too few rows to judge: passes, and says so
 
     @property
     def passed(self) -> bool:
@@ -67,6 +69,8 @@ class ComparisonReport:
             return f"degenerate output: {self.degenerate}"
         if self.failures:
             return "; ".join(self.failures)
+        if self.insufficient:
+            return self.insufficient
         shown = ", ".join(f"{k} {v:.4f}" for k, v in self.figures.items() if isinstance(v, float))
         return f"passed against {self.compared_with} on {self.rows} rows" + (f" ({shown})" if shown else "")
 
@@ -265,10 +269,16 @@ def compare_regression(candidate, champion=None, labels=None,
 def compare(kind: str, candidate, champion=None, labels=None, threshold: float = 0.5,
             thresholds: ComparisonThresholds | None = None) -> ComparisonReport:
     """Dispatch on the output kind: `scores`, `embeddings` or `regression`."""
+    t = thresholds or ComparisonThresholds()
     if kind == SCORES:
-        return compare_scores(candidate, champion, labels, threshold, thresholds)
-    if kind == EMBEDDINGS:
-        return compare_embeddings(candidate, champion, thresholds)
-    if kind == REGRESSION:
-        return compare_regression(candidate, champion, labels, thresholds)
-    raise ValueError(f"unknown output kind {kind!r}: one of {', '.join(KINDS)}")
+        report = compare_scores(candidate, champion, labels, threshold, t)
+    elif kind == EMBEDDINGS:
+        report = compare_embeddings(candidate, champion, t)
+    elif kind == REGRESSION:
+        report = compare_regression(candidate, champion, labels, t)
+    else:
+        raise ValueError(f"unknown output kind {kind!r}: one of {', '.join(KINDS)}")
+    if report.rows < t.min_rows:  # figures kept for the record, nothing judged on a handful of rows
+        report.insufficient = f"insufficient sample: {report.rows} rows < {t.min_rows}; not judged"
+        report.failures, report.degenerate = [], None
+    return report
