@@ -260,3 +260,38 @@ def test_canary_compares_the_new_champion_with_the_old_champions_output(home, re
         assert not after.run_requests and state["phase"] == "halted"
         assert "disagrees with the old champion v1's output" in state["canary_disagreement"]
         assert "degenerate output" in state["canary_disagreement"]
+
+
+def test_a_refused_move_alerts_alertmanager(home, registry, trained_small, tmp_path, monkeypatch):
+    import http.server
+    import threading
+
+    from batch_inference_tests.conftest import artifact_of
+
+    received: list = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server API
+            received.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("BATCH_INFERENCE_ALERTMANAGER_URL", f"http://127.0.0.1:{server.server_port}")
+    try:
+        v2 = registry.register(artifact_of(trained_small, tmp_path / "v2")).version  # never evaluated
+        registry.set_champion(v2)
+        with dg.instance_for_test() as instance:
+            tick = _champion_sensor(home, instance, json.dumps({"version": "1", "phase": "done"}))
+    finally:
+        server.shutdown()
+    assert isinstance(tick, dg.SkipReason) and "it was never evaluated" in tick.skip_message
+    assert registry.require_champion().version == "1"
+    [(path, alerts)] = received
+    assert path == "/api/v2/alerts"
+    assert alerts[0]["labels"]["alertname"] == "BatchInferencePromotionRefused"
+    assert alerts[0]["labels"]["runbook"] == "promotion_gate" and GATE in alerts[0]["annotations"]["summary"]

@@ -147,16 +147,22 @@ def guard_champion_move(p: Pipeline, context, registry, previous: str | None, ve
     return message
 
 
-def _alert(context, p: Pipeline, message: str) -> None:
-    from batch_inference.alerting import Alert, runbook_url
-    from batch_inference.components.platform_sensors import _deliver as deliver
-    from batch_inference.components.platform_sensors import alert_router
+PROMOTION_REFUSED = "BatchInferencePromotionRefused"
 
-    router = alert_router()
-    if router is None:
+
+def _alert(context, p: Pipeline, message: str) -> None:
+    """Post the refusal to Alertmanager (when configured); a failed post is logged, never raised."""
+    from batch_inference.alerting import Alert, post_alerts
+    from batch_inference.settings import load_settings
+
+    url = load_settings().alertmanager_url
+    if not url:
         return
-    deliver(context, router, [Alert(kind="promotion_gate", pipeline=p.name, title=message,
-                                    runbook=runbook_url("promotion_gate"), occurred_at=time.time())])
+    alert = Alert(alertname=PROMOTION_REFUSED, pipeline=p.name, asset="model", runbook="promotion_gate",
+                  summary=message[:500], run_id="", occurred_at=time.time(), description=message)
+    delivery = post_alerts(url, [alert])
+    if not delivery.accepted:
+        context.log.warning(f"promotion-gate alert not accepted by {url}: {delivery.status} {delivery.detail}")
 
 
 def gate_metadata(p: Pipeline, registry, version: str) -> dict:
