@@ -100,6 +100,11 @@ def run_pipeline(defs, instance, info: Pipeline, days: list[str], settings: Sett
     for day in days:
         ingest.execute_in_process(partition_key=day, instance=instance)
     print(f"  {name}: ingested {len(days)} days x {rows:,} rows")
+    if info.spec.labels is not None:  # the labels that became known on each day (chargebacks come later)
+        labels = defs.resolve_job_def(f"{name}_labels_day")
+        for day in days:
+            labels.execute_in_process(partition_key=day, instance=instance)
+        print(f"  {name}: landed the labels known by {days[-1]}")
     train.execute_in_process(instance=instance)
     print(f"  {name}: built and registered the model")
     started = time.perf_counter()

@@ -63,6 +63,8 @@ RUNBOOKS = {
     "F6": "docs/runbooks/F6.md",  # storage / access errors
     "F7": "docs/runbooks/F7.md",  # resource exhaustion, stuck run
     "SLO": "docs/runbooks/SLO.md",  # success-rate SLO, alert path
+    "promotion_gate": "docs/runbooks/promotion_gate.md",  # a version refused by the promotion gate
+    "performance_drop": "docs/runbooks/performance_drop.md",  # realized performance below the evaluation set
 }
 # The failure mode of each kind of check (a check is named `<asset>_<kind>`).
 CHECK_FAILURE_MODES = {"schema": "F2", "completeness": "F2", "drift": "F5", "model_version": "F4"}

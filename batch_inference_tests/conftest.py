@@ -10,8 +10,7 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from batch_inference.defs.card_fraud.features import compute_features
-from batch_inference.defs.card_fraud.generator import generate_transactions
+from batch_inference.defs.card_fraud.features import labelled_features
 from batch_inference.defs.card_fraud.network import MODEL_FORMAT, RiskMLPFormat, save_model
 from batch_inference.defs.card_fraud.training import TrainingParams, train
 from batch_inference.defs.card_fraud.vocabulary import FEATURE_COLUMNS
@@ -72,7 +71,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 @pytest.fixture(scope="session")
 def trained_small():
     """A small model trained once per session on generated features."""
-    table = pa.concat_tables(compute_features(generate_transactions(d, 5_000)) for d in DAYS)
+    table = pa.concat_tables(labelled_features(d, 5_000) for d in DAYS)
     return train(table, FEATURE_COLUMNS, SMALL)
 
 
@@ -81,8 +80,18 @@ def registry(home: Settings, trained_small, tmp_path: Path) -> ModelRegistry:
     """A real MLflow (sqlite) registry in the test's data root with a champion registered."""
     reg = fraud_registry(home)
     ref = reg.register(artifact_of(trained_small, tmp_path / "artifact"))
-    reg.set_champion(ref.version)
+    promote_by_hand(reg, ref.version)
     return reg
+
+
+def promote_by_hand(registry: ModelRegistry, version: str, who: str = "tests",
+                    reason: str = "fixture version, promoted by hand around the gate") -> None:
+    """Move `champion` with the audited override tag: the promotion gate's documented way around it.
+    Tests of the gate itself go through the evaluation set and shadow partitions instead."""
+    from batch_inference.modeling.promotion import PromotionGate
+
+    PromotionGate(registry, 0).override(version, who, reason)
+    registry.set_champion(version)
 
 
 @pytest.fixture
@@ -115,3 +124,29 @@ def subprocess_env(settings: Settings) -> dict[str, str]:
     env["BATCH_INFERENCE_HOME"] = str(settings.home)
     env["DAGSTER_HOME"] = str(settings.dagster_home)
     return env
+
+
+def land_labels(settings: Settings, instance, first: str, last: str, rows: int) -> None:
+    """Write the fraud_labels files that arrive on `first`..`last` (for days of `rows` transactions)
+    and materialize the labels asset over that range in one ranged run."""
+    from batch_inference.defs.card_fraud.generator import write_labels
+
+    write_labels(first, last, rows, Path(settings.landing_uri))
+    result = project_defs(settings).resolve_job_def(job("labels_day")).execute_in_process(
+        instance=instance, tags={"dagster/asset_partition_range_start": first,
+                                 "dagster/asset_partition_range_end": last})
+    assert result.success
+
+
+def land_sandbox_labels(defs, settings: Settings, instance, day: str, labels_job: str, rows: int, days: int = 25) -> None:
+    """The labels of `day`'s rows, arriving over the next `days` days, landed and materialized by a
+    sandbox pipeline's labels job (one ranged run)."""
+    import datetime as dt
+
+    from batch_inference.defs.card_fraud.generator import write_labels
+
+    last = (dt.date.fromisoformat(day) + dt.timedelta(days=days)).isoformat()
+    write_labels(day, last, rows, Path(settings.landing_uri))
+    result = defs.resolve_job_def(labels_job).execute_in_process(
+        instance=instance, tags={"dagster/asset_partition_range_start": day, "dagster/asset_partition_range_end": last})
+    assert result.success

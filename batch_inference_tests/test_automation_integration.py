@@ -12,7 +12,14 @@ from batch_inference.lake import Lake
 from batch_inference.pipelines import write_landing_file
 from batch_inference.rescoring import versions_in_partition
 from batch_inference_tests.checks_helpers import latest_check
-from batch_inference_tests.conftest import artifact_of, key, pipeline_lake, project_defs, subprocess_env
+from batch_inference_tests.conftest import (
+    artifact_of,
+    key,
+    pipeline_lake,
+    project_defs,
+    promote_by_hand,
+    subprocess_env,
+)
 from batch_inference_tests.dagster_dev import dagster_dev, graphql, wait_for
 
 pytestmark = pytest.mark.integration
@@ -39,7 +46,7 @@ def test_new_file_is_scored_and_promotion_rescores(home, registry, trained_small
                      60, "publication")
 
         v2 = registry.register(artifact_of(trained_small, tmp_path / "v2")).version  # promote a new version
-        registry.set_champion(v2)
+        promote_by_hand(registry, v2)
         wait_for(lambda: all(_versions(lake, d) == {v2} for d in days), 300, "re-scoring with the new champion")
         with dg.DagsterInstance.get() as instance:
             def finished_champion_runs():

@@ -16,7 +16,7 @@ def test_bench_prints_json_lines(tmp_path):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert [line["name"] for line in lines] == ["forward_only", "plain_loop", "engine", "materialize"]
+    assert [line["name"] for line in lines] == ["forward_only", "plain_loop", "engine", "engine_shadow", "materialize"]
     for line in lines:
         assert line["rows_per_s"] > 0 and line["peak_rss_mb"] > 0 and line["seconds"] > 0
     assert {line["rows"] for line in lines[1:]} == {20_000}

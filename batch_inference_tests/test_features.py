@@ -17,7 +17,7 @@ def test_feature_table_shape_and_keys():
     tx = generate_transactions("2026-02-01", 5_000)
     f = compute_features(tx)
     assert f.num_rows == tx.num_rows
-    assert f.column_names == ["record_id", *FEATURE_COLUMNS, "label"]
+    assert f.column_names == ["record_id", *FEATURE_COLUMNS]  # no label: labels arrive later, on their own
     assert sorted(f.column("record_id").to_pylist()) == sorted(tx.column("record_id").to_pylist())
     for name in FEATURE_COLUMNS:
         assert f.schema.field(name).type == pa.float32()
@@ -29,7 +29,7 @@ def test_feature_table_shape_and_keys():
 def test_per_customer_aggregates_and_flags():
     t0 = dt.datetime(2026, 2, 1, 3, tzinfo=dt.UTC)
     base = {"merchant_category": "grocery", "merchant_country": "US", "card_country": "US",
-            "card_present": True, "is_fraud": 0, "event_time": t0}
+            "card_present": True, "event_time": t0}
     rows = [
         {**base, "record_id": "a", "customer_id": 1, "amount": 10.0},
         {**base, "record_id": "b", "customer_id": 1, "amount": 30.0, "merchant_country": "FR"},
@@ -53,4 +53,4 @@ def test_per_customer_aggregates_and_flags():
 def test_empty_day_gives_empty_features():
     f = compute_features(TRANSACTION_SCHEMA.empty_table())
     assert f.num_rows == 0
-    assert f.column_names == ["record_id", *FEATURE_COLUMNS, "label"]
+    assert f.column_names == ["record_id", *FEATURE_COLUMNS]  # no label: labels arrive later, on their own

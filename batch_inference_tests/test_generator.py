@@ -2,7 +2,11 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from batch_inference.defs.card_fraud.generator import TRANSACTION_SCHEMA, generate_transactions
+from batch_inference.defs.card_fraud.generator import (
+    TRANSACTION_SCHEMA,
+    generate_labels,
+    generate_transactions,
+)
 
 
 def test_deterministic_per_date():
@@ -20,12 +24,13 @@ def test_schema_unique_ids_and_plausible_values():
     assert all(r.startswith("tx-20260301-") for r in t.column("record_id").to_pylist()[:5])
     amount = t.column("amount").to_numpy()
     assert (amount >= 0).all() and np.isfinite(amount).all()
-    assert 0.005 < t.column("is_fraud").to_numpy().mean() < 0.08
+    assert "is_fraud" not in t.column_names  # labels are their own landing entity, weeks later
+    assert 0.005 < generate_labels("2026-03-01", 20_000).column("label").to_numpy().mean() < 0.08
 
 
 def test_fraud_signal_is_planted():
     t = generate_transactions("2026-03-01", 50_000)
-    fraud = t.column("is_fraud").to_numpy().astype(bool)
+    fraud = generate_labels("2026-03-01", 50_000).column("label").to_numpy().astype(bool)
     foreign = pc.not_equal(t.column("merchant_country"), t.column("card_country")).to_numpy()
     assert fraud[foreign].mean() > 3 * fraud[~foreign].mean()
 

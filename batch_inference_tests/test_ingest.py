@@ -69,7 +69,7 @@ def test_every_row_is_valid_or_quarantined_once():
 DAY = "2026-01-01"
 # One bad row per constrained column and constraint: the row rules come from the schema the check uses.
 BAD_ROWS = [
-    ("is_fraud", None, "is_fraud"), ("is_fraud", 7, "is_fraud"), ("customer_id", -3, "customer_id"),
+    ("card_present", None, "card_present"), ("customer_id", -3, "customer_id"),
     ("customer_id", None, "customer_id"), ("amount", None, "amount"), ("amount", float("nan"), "amount"),
     ("amount", float("inf"), "amount"), ("amount", -1.0, "amount"), ("amount", 2e6, "amount"),
     ("merchant_category", "unknown", "merchant_category"), ("merchant_country", "XX", "merchant_country"),

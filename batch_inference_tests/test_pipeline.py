@@ -5,7 +5,15 @@ from pathlib import Path
 import dagster as dg
 
 from batch_inference import serving
-from batch_inference_tests.conftest import fraud_registry, job, key, pipeline_lake, project_defs
+from batch_inference_tests.conftest import (
+    fraud_registry,
+    job,
+    key,
+    land_labels,
+    pipeline_lake,
+    project_defs,
+    promote_by_hand,
+)
 from batch_inference_tests.invariants import assert_day_scored_once
 
 SMALL_MODEL = {"ops": {"card_fraud__model": {"config": {"params": {"epochs": 3, "hidden_sizes": [32, 32]}}}}}
@@ -16,6 +24,7 @@ def test_two_partitions_end_to_end(home, landed, dagster_instance):
     defs = project_defs(home)
     for day in landed:
         assert defs.resolve_job_def(job("ingest_day")).execute_in_process(partition_key=day, instance=instance).success
+    land_labels(home, instance, landed[0], "2026-01-26", 3_000)  # the days' chargebacks, weeks later
     train = defs.resolve_job_def(job("train_model")).execute_in_process(instance=instance, run_config=SMALL_MODEL)
     assert train.success
     champion = fraud_registry(home).require_champion()
@@ -106,7 +115,7 @@ def test_a_corrupt_champion_fails_at_once_without_retries(home, landed, trained_
     registry = fraud_registry(home)
     artifact = artifact_of(trained_small, tmp_path / "artifact")
     (artifact.directory / WEIGHTS_FILE).write_bytes(b"\x00" * 64)
-    registry.set_champion(registry.register(artifact).version)
+    promote_by_hand(registry, registry.register(artifact).version)
     defs = project_defs(home)
     day = landed[0]
     assert defs.resolve_job_def(job("ingest_day")).execute_in_process(partition_key=day,

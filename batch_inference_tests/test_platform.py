@@ -13,6 +13,7 @@ import yaml
 
 from batch_inference.definitions import build_definitions, build_resources
 from batch_inference.pipelines import write_landing_file
+from batch_inference_tests.conftest import land_sandbox_labels
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
 CARD_FRAUD = Path(__file__).resolve().parents[1] / "batch_inference" / "defs" / "card_fraud"
@@ -85,6 +86,8 @@ def second_pipeline_yaml(model_name: str = "payment_risk") -> dict:
                     "head": "batch_inference.plugins.heads:Probability",
                     "pandera_schema": "batch_inference.defs.card_fraud.schemas:PredictionsSchema"},
         "automation": {"rescore_window_days": 7},
+        "labels": {"landing_entity": "fraud_labels",  # late labels, shared with card_fraud's landing area
+                   "arrow_schema": "batch_inference.defs.card_fraud.vocabulary:LABEL_SCHEMA"},
     }}
 
 
@@ -102,10 +105,12 @@ def test_a_second_pipeline_from_yaml_only_scores_a_checked_partition(home, dagst
                                                                   executor=dg.in_process_executor))
             assert {k.to_user_string() for k in defs.resolve_all_asset_keys()} == {
                 "payments/payments", "payments/features", "payments/model", "payments/predictions",
-                "payments/serving_predictions"}
-            assert {s.name for s in defs.sensors} == {"payments_landing_sensor", "payments_champion_sensor"}
+                "payments/serving_predictions", "payments/labels", "payments/performance"}
+            assert {s.name for s in defs.sensors} == {"payments_landing_sensor", "payments_champion_sensor",
+                                                      "payments_labels_sensor", "payments_performance_automation"}
             path = write_landing_file(day, 2_000, Path(home.landing_uri))
             path.rename(path.with_name(f"payments_{day}.parquet"))  # the second pipeline's own landing pattern
+            land_sandbox_labels(defs, home, dagster_instance, day, "payments_labels_day", 2_000)
             for job in ("payments_ingest_day", "payments_train_model", "payments_score_day"):
                 kwargs = {} if job.endswith("train_model") else {"partition_key": day}
                 result = defs.resolve_job_def(job).execute_in_process(instance=dagster_instance, **kwargs)

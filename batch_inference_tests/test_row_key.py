@@ -13,6 +13,7 @@ from batch_inference.defs.card_fraud.vocabulary import TRANSACTION_SCHEMA
 from batch_inference.lake import Lake
 from batch_inference.pipelines import write_landing_file
 from batch_inference_tests.checks_helpers import latest_check
+from batch_inference_tests.conftest import land_sandbox_labels
 
 CARD_FRAUD = Path(__file__).resolve().parents[1] / "batch_inference" / "defs" / "card_fraud"
 KEY = "payment_id"
@@ -35,6 +36,8 @@ def payments_yaml() -> dict:
                              "params": {"features": FEATURES, "hidden_sizes": [16], "epochs": 2}},
         "scoring": {"adapter": "batch_inference.plugins.tabular:FloatMatrix",
                     "head": "batch_inference.plugins.heads:Probability"},
+        "labels": {"landing_entity": "fraud_labels",  # late labels, shared with card_fraud's landing area
+                   "key": "record_id", "arrow_schema": "batch_inference.defs.card_fraud.vocabulary:LABEL_SCHEMA"},
     }}
 
 
@@ -56,6 +59,7 @@ def test_a_pipeline_keyed_by_another_column_scores_a_checked_day(home, dagster_i
             warnings.simplefilter("ignore")
             defs = dg.Definitions.merge(pipelines, dg.Definitions(resources=build_resources(home),
                                                                   executor=dg.in_process_executor))
+            land_sandbox_labels(defs, home, dagster_instance, day, "payments_labels_day", 2_000)
             for job in ("payments_ingest_day", "payments_train_model", "payments_score_day"):
                 kwargs = {} if job.endswith("train_model") else {"partition_key": day}
                 result = defs.resolve_job_def(job).execute_in_process(instance=dagster_instance, **kwargs)

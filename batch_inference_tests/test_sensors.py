@@ -12,7 +12,15 @@ import pytest
 from batch_inference.components.automation import CANARY_TAG
 from batch_inference.definitions import build_resources
 from batch_inference.pipelines import write_landing_file
-from batch_inference_tests.conftest import PIPELINE, artifact_of, job, key, pipeline_lake, project_defs
+from batch_inference_tests.conftest import (
+    PIPELINE,
+    artifact_of,
+    job,
+    key,
+    pipeline_lake,
+    project_defs,
+    promote_by_hand,
+)
 
 
 def _sensor(settings, name: str) -> dg.SensorDefinition:
@@ -74,7 +82,9 @@ def test_landing_sensor_new_same_changed_and_bad_files(home):
 
 def _write_predictions(home, date, version, rows=10):
     pipeline_lake(home).write("predictions", date, pa.table({
-        "record_id": [f"{date}-{i}" for i in range(rows)], "score": pa.array([0.5] * rows, pa.float32()),
+        # Scores spread over (0, 1): constant scores would make the canary comparison call the day degenerate.
+        "record_id": [f"{date}-{i}" for i in range(rows)],
+        "score": pa.array([(i + 0.5) / rows for i in range(rows)], pa.float32()),
         "model_name": ["m"] * rows, "model_version": [version] * rows,
         "scored_at": pa.array([None] * rows, pa.timestamp("us", tz="UTC")), "run_id": ["r"] * rows,
     }))
@@ -104,7 +114,7 @@ def test_champion_sensor_canary_then_rest(home, registry, trained_small, instanc
     assert isinstance(_champion(unchanged.cursor, home, instance), dg.SkipReason)  # alias unchanged
 
     v2 = registry.register(artifact_of(trained_small, tmp_path / "v2")).version
-    registry.set_champion(v2)
+    promote_by_hand(registry, v2)
     moved = _champion(unchanged.cursor, home, instance)
     assert [r.partition_key for r in moved.run_requests] == [recent[-1]]  # the canary: most recent day
     assert moved.run_requests[0].tags[CANARY_TAG] == f"{PIPELINE}-v{v2}-{recent[-1]}"
@@ -125,7 +135,7 @@ def test_champion_sensor_halts_when_canary_fails(home, registry, trained_small, 
     for d in recent:
         _write_predictions(home, d, registry.require_champion().version)
     v2 = registry.register(artifact_of(trained_small, tmp_path / "v2")).version
-    registry.set_champion(v2)
+    promote_by_hand(registry, v2)
     moved = _champion(json.dumps({"version": "1", "phase": "done"}), home, instance)
     instance.add_run(dg.DagsterRun(job_name=job("score_day"), run_id="bad-canary",
                                    status=dg.DagsterRunStatus.FAILURE,
@@ -160,7 +170,7 @@ def test_champion_sensor_without_canary_rescores_its_window_at_once(home, regist
     for d in recent:
         _write_predictions(home, d, registry.require_champion().version)
     v2 = registry.register(artifact_of(trained_small, tmp_path / "v2")).version
-    registry.set_champion(v2)
+    promote_by_hand(registry, v2)
     resources = build_resources(home)
     sensor = _sensor_of_yaml(canary=False, rescore_window_days=2)
     ctx = dg.build_sensor_context(cursor=json.dumps({"version": "1", "phase": "done"}), instance=instance,

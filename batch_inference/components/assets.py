@@ -25,7 +25,9 @@ from batch_inference.components.partition_scope import (
     partition_history,
     scope_of,
 )
+from batch_inference.components.performance import has_labels, labels_key, read_labels
 from batch_inference.components.pipeline import LEDGER, QUARANTINE, Pipeline
+from batch_inference.components.promotion import cut_evaluation_set, evaluate_and_place, evaluation_store
 from batch_inference.components.scoring import open_session, score_day
 from batch_inference.failures import RUNBOOKS
 from batch_inference.ingest import read_landing_file, screen_rows
@@ -146,7 +148,8 @@ def build_model_asset(p: Pipeline) -> dg.AssetsDefinition | dg.AssetSpec:
                             "versions are registered from outside the platform.")
 
     @dg.asset(
-        key=p.key("model"), deps=[p.key(p.spec.features.asset)], kinds={"mlflow", "pytorch"}, group_name=p.group,
+        key=p.key("model"), deps=[p.key(p.spec.features.asset), *([labels_key(p)] if has_labels(p) else [])],
+        kinds={"mlflow", "pytorch"}, group_name=p.group,
         code_version="2", retry_policy=TRANSIENT_RETRIES,
         description=f"Built by {p.spec.registered_model.builder}, registered in MLflow as `{model_name}`; the "
         f"`{alias}` alias moves to it only when it beats the current one on held-out data.",
@@ -164,15 +167,21 @@ def build_model_asset(p: Pipeline) -> dg.AssetsDefinition | dg.AssetSpec:
         window = dates[-(config.training_days or p.spec.registered_model.training_days):]
         features = pa.concat_tables(store.read(p.spec.features.asset, d) for d in window) if window else None
         registry = p.registry(model_registry)
+        labels = read_labels(p, lake, window[0], window[-1]) if has_labels(p) and window else None
+        # The fixed evaluation set is cut from the first window; the builder never sees its rows.
+        evaluation, features = cut_evaluation_set(p, evaluation_store(p, lake), features, labels, window, context)
         with tempfile.TemporaryDirectory(prefix=f"bi-build-{p.name}-") as tmp:
             request = TrainingRequest(features, window, {**p.spec.registered_model.params, **config.params},
-                                      Path(tmp), key=p.row_key)
+                                      Path(tmp), key=p.row_key, labels=labels)
             with classified_errors():
                 artifact = p.builder(request)
                 ref = registry.register(artifact)
             champion = registry.champion()
             champion_score = new_score = None
-            if artifact.evaluate is not None:
+            if evaluation is not None:  # the promotion gate decides, on the fixed evaluation set
+                gated = evaluate_and_place(p, context, evaluation_store(p, lake), evaluation, registry, ref,
+                                           config.promote or p.spec.registered_model.promote)
+            elif artifact.evaluate is not None:
                 new_score = artifact.evaluate(registry.load(ref).artifact)
                 if champion is not None and champion.version != ref.version:
                     try:
@@ -186,6 +195,8 @@ def build_model_asset(p: Pipeline) -> dg.AssetsDefinition | dg.AssetSpec:
         # data; a builder without `evaluate` can only fill an empty alias.
         promote = policy == "always" or (policy == "if_better" and (champion is None or (
             new_score is not None and (champion_score is None or new_score > champion_score))))
+        if evaluation is not None:
+            promote = False  # done by the gate above
         if promote:
             registry.set_champion(ref.version)
             context.log.info(f"{alias} -> {ref.name} v{ref.version}"
@@ -198,6 +209,8 @@ def build_model_asset(p: Pipeline) -> dg.AssetsDefinition | dg.AssetSpec:
             "mlflow_run_id": ref.run_id, "duration_seconds": round(time.perf_counter() - started, 3),
             **{k: round(float(v), 5) for k, v in artifact.metrics.items()},
         }
+        if evaluation is not None:
+            metadata.update(gated)
         if new_score is not None:
             metadata["holdout_score"] = round(new_score, 5)
         if champion_score is not None:

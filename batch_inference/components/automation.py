@@ -6,7 +6,10 @@ import json
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
+from batch_inference.components.challenger import challenger_key
+from batch_inference.components.performance import labels_key
 from batch_inference.components.pipeline import Pipeline
+from batch_inference.components.promotion import compare_canary, guard_champion_move, keep_canary_baseline
 from batch_inference.landing_scan import list_filesystem, list_s3, scan_landing
 from batch_inference.rescoring import stale_partitions
 from batch_inference.resources import LakeResource, ModelRegistryResource
@@ -31,24 +34,31 @@ def build_jobs(p: Pipeline) -> dict:
     if p.upstream_key is not None:
         daily = daily[1:]
     tags = {PIPELINE_TAG: p.name}
-    return {
+    shadow = [challenger_key(p)] if p.spec.promotion.enabled else []  # scored in the same step, never published
+    jobs = {
         "ingest": dg.define_asset_job(f"{p.name}_ingest_day", selection=daily[:-2], tags=tags,
                                       description=f"{p.name}: land, validate and featurise one day."),
-        "score": dg.define_asset_job(f"{p.name}_score_day", selection=daily[-2:], tags=tags,
+        "score": dg.define_asset_job(f"{p.name}_score_day", selection=daily[-2:] + shadow, tags=tags,
                                      description=f"{p.name}: score one day with `{alias}` and publish it."),
-        "daily": dg.define_asset_job(f"{p.name}_daily_pipeline", selection=daily, tags=tags,
+        "daily": dg.define_asset_job(f"{p.name}_daily_pipeline", selection=daily + shadow, tags=tags,
                                      description=f"{p.name}: everything for one day: land, featurise, score, "
                                      "publish."),
         "model": dg.define_asset_job(f"{p.name}_train_model", selection=[k("model")], tags=tags,
                                      description=f"{p.name}: build, register, maybe promote the model."),
     }
+    if p.spec.labels is not None:
+        jobs["labels"] = dg.define_asset_job(f"{p.name}_labels_day", selection=[labels_key(p)], tags=tags,
+                                             description=f"{p.name}: land the labels that became known on a day.")
+    return jobs
 
 
-def build_landing_sensor(p: Pipeline, job) -> dg.SensorDefinition:
-    entity = p.spec.input.landing_entity
+def build_landing_sensor(p: Pipeline, job, entity: str | None = None, name: str | None = None) -> dg.SensorDefinition:
+    """New landing files of the input entity (or of `entity`, e.g. late labels) start `job` for their day."""
+    entity = entity or p.spec.input.landing_entity
 
-    @dg.sensor(name=f"{p.name}_landing_sensor", job=job, default_status=default_status(), minimum_interval_seconds=15,
-               description=f"Starts land -> features -> score -> publish of {p.name} for each day whose "
+    @dg.sensor(name=name or f"{p.name}_landing_sensor", job=job, default_status=default_status(),
+               minimum_interval_seconds=15,
+               description=f"Starts {job.name} of {p.name} for each day whose "
                f"`{entity}_YYYY-MM-DD.parquet` is new or changed; an identical re-delivery starts nothing.")
     def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource, s3: S3Resource) -> dg.SensorResult:
         if lake.landing_uri.startswith("s3://"):
@@ -85,6 +95,9 @@ def build_champion_sensor(p: Pipeline, job) -> dg.SensorDefinition:
             return dg.SkipReason(f"no `{alias}` alias on `{model_name}` yet")
         version = champion.version
         if state.get("version") != version:
+            refused = guard_champion_move(p, context, p.registry(model_registry), state.get("version"), version)
+            if refused:  # the alias is back where it was; the cursor stays, so nothing is re-scored
+                return dg.SkipReason(refused)
             window = p.partitions_def.get_partition_keys()[-p.spec.automation.rescore_window_days:]
             stale = stale_partitions(p.lake(lake), p.spec.scoring.asset, window, version)
             context.log.info(f"{alias} is v{version} (was {state.get('version') or 'unknown'}): "
@@ -94,6 +107,7 @@ def build_champion_sensor(p: Pipeline, job) -> dg.SensorDefinition:
             if not p.spec.automation.canary:
                 return _rollout(p, version, stale)
             canary = stale[-1]
+            keep_canary_baseline(p, lake, canary)  # the old champion's output, for the canary comparison
             request = dg.RunRequest(run_key=f"{p.name}-v{version}-canary-{canary}", partition_key=canary,
                                     tags={TRIGGER_TAG: "champion", CANARY_TAG: f"{p.name}-v{version}-{canary}"})
             cursor = {"version": version, "phase": "canary", "canary": canary, "rest": stale[:-1]}
@@ -108,6 +122,10 @@ def build_champion_sensor(p: Pipeline, job) -> dg.SensorDefinition:
             context.log.error(f"canary {state['canary']} with v{version} ended {runs[0].status.value} "
                               f"(run {runs[0].run_id}); not re-scoring the other {len(state['rest'])} partition(s)")
             return dg.SensorResult(cursor=json.dumps({**state, "phase": "halted", "canary_run": runs[0].run_id}))
+        disagreement = compare_canary(p, context, lake, state["canary"])
+        if disagreement:
+            return dg.SensorResult(cursor=json.dumps({**state, "phase": "halted", "canary_run": runs[0].run_id,
+                                                      "canary_disagreement": disagreement[:500]}))
         return _rollout(p, version, state["rest"])
 
     return _sensor

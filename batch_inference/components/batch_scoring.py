@@ -27,8 +27,14 @@ from batch_inference.components.automation import (
     build_landing_sensor,
     build_schedule,
 )
+from batch_inference.components.challenger import build_challenger_asset, build_challenger_check
 from batch_inference.components.checks import build_checks, prediction_check_names
 from batch_inference.components.load_validation import PipelineConfigError, Problem, tree_locator
+from batch_inference.components.performance import (
+    build_labels_asset,
+    build_performance_asset,
+    build_performance_sensor,
+)
 from batch_inference.components.pipeline import Pipeline
 from batch_inference.components.scaffold import BatchScoringScaffolder
 from batch_inference.quality.completeness import DEFAULT_MAX_QUARANTINE_SHARE
@@ -148,6 +154,39 @@ class BackfillSpec(dg.Model):
                                     "(`BackfillPolicy.multi_run`); 1 = one run per partition.")
 
 
+class PromotionSpec(dg.Model):
+    """The promotion gate: `champion` moves only to a version that passed the evaluation-set comparison
+    and `shadow_partitions` consecutive shadow partitions as `challenger` (or carries the override tag)."""
+
+    enabled: bool = Field(False, description="Gate every move of the alias; off: the alias moves as it is told.")
+    shadow_partitions: int = Field(3, description="K: consecutive passing shadow partitions before promotion.")
+    challenger_alias: str = "challenger"
+    evaluation_fraction: float = Field(0.1, description="Share of the first training window's rows held out as "
+                                       "the fixed evaluation set (never trained on).")
+    output_kind: Literal["scores", "embeddings", "regression"] = "scores"
+    output_column: str = Field("score", description="The head's output column compared between versions.")
+    threshold: float = Field(0.5, description="The operating threshold of a score (decision flips, precision).")
+    comparison: dict[str, float] = Field(default_factory=dict, description="Overrides of ComparisonThresholds "
+                                         "(min_rank_correlation, max_flip_rate, max_psi, min_mean_cosine, ...).")
+
+
+class LabelsSpec(dg.Model):
+    """Labels that arrive late as their own landing entity (key, label, time the label became known)."""
+
+    asset: str = "labels"
+    landing_entity: str = Field(..., description="Landing files `<entity>_YYYY-MM-DD.parquet`, by the day the "
+                                "labels became known.")
+    arrow_schema: str = Field(..., description="Import path of the labels file's pyarrow Schema.")
+    key: str = "record_id"
+    label: str = "label"
+    labelled_at: str = "labelled_at"
+    max_delay_days: int = Field(30, description="Labels of day D arrive by D + this many days.")
+    performance_asset: str = "performance"
+    performance_margin: float = Field(0.05, description="The performance check fails when realized AUC / PR-AUC "
+                                      "fall below the version's evaluation-set figure by more than this.")
+    min_labelled_rows: int = Field(200, description="Below this many labelled rows a day is not judged yet.")
+
+
 @dg.scaffold_with(BatchScoringScaffolder)
 class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
     """A checked, daily-partitioned batch scoring pipeline on the platform."""
@@ -166,6 +205,8 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
     automation: AutomationSpec = Field(default_factory=AutomationSpec)
     serving: ServingSpec = Field(default_factory=ServingSpec)
     backfill: BackfillSpec = Field(default_factory=BackfillSpec)
+    promotion: PromotionSpec = Field(default_factory=PromotionSpec)
+    labels: LabelsSpec | None = None
 
     _yaml_tree: Any = PrivateAttr(None)  # where each field sits in its defs.yaml, kept from `load`
 
@@ -197,7 +238,15 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
         sensors = [build_champion_sensor(p, jobs["score"])]
         if p.upstream_key is None:
             sensors.insert(0, build_landing_sensor(p, jobs["daily"]))
-        return dg.Definitions(assets=assets, asset_checks=build_checks(p), jobs=list(jobs.values()),
+        checks = build_checks(p)
+        if p.spec.promotion.enabled:  # the challenger in shadow and its comparison with the champion
+            assets.append(build_challenger_asset(p))
+            checks.append(build_challenger_check(p))
+        if p.spec.labels is not None:  # late labels and realized performance
+            assets += [build_labels_asset(p), build_performance_asset(p)]
+            sensors += [build_landing_sensor(p, jobs["labels"], p.spec.labels.landing_entity,
+                                             f"{p.name}_labels_sensor"), build_performance_sensor(p)]
+        return dg.Definitions(assets=assets, asset_checks=checks, jobs=list(jobs.values()),
                               sensors=sensors, schedules=[build_schedule(p, jobs["daily"])])
 
     def validate_at_load(self, p: Pipeline, context: dg.ComponentLoadContext) -> None:

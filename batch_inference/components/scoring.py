@@ -15,8 +15,10 @@ import numpy as np
 import pyarrow as pa
 
 from batch_inference import ledger
+from batch_inference.components.challenger import attach_shadow, challenger_asset
 from batch_inference.components.errors import classified_errors
 from batch_inference.components.pipeline import LEDGER, QUARANTINE, Pipeline
+from batch_inference.components.promotion import require_gate
 from batch_inference.failures import RUNBOOKS
 from batch_inference.ingest import QUARANTINE_SCHEMA
 from batch_inference.lake import Lake
@@ -42,6 +44,7 @@ class ScoringSession:
     engine: object
     read_rows: int
     checkpoint_rows: int
+    shadow_ref: object = None  # the challenger scored in shadow, if any
 
 
 def open_session(p: Pipeline, config, model_registry, observability) -> ScoringSession:
@@ -57,12 +60,16 @@ def open_session(p: Pipeline, config, model_registry, observability) -> ScoringS
         except UntrustedModelError:
             _push_failure(p, observability, {"model_untrusted": 1})
             raise
+        require_gate(p, registry, loaded.ref)  # a hand-moved alias that skipped the promotion gate
         adapter = p.adapter(loaded)
     read_rows = config.read_batch_rows or p.spec.scoring.read_batch_rows
     engine = InferenceEngine(loaded.model, adapter, p.head, EngineConfig(
         device=config.device or p.spec.scoring.device, read_batch_rows=read_rows,
         forward_rows=config.forward_rows or p.spec.scoring.forward_rows), key=p.row_key)
-    return ScoringSession(loaded, engine, read_rows, config.checkpoint_rows or p.spec.scoring.checkpoint_rows)
+    with classified_errors(RUNBOOKS["F4"]), span("model_load", model=model_name, alias="challenger"):
+        shadow_ref = attach_shadow(p, registry, engine, loaded.ref)
+    return ScoringSession(loaded, engine, read_rows, config.checkpoint_rows or p.spec.scoring.checkpoint_rows,
+                          shadow_ref)
 
 
 def _push_quietly(push, *args, **kwargs) -> None:
@@ -118,7 +125,8 @@ def _score_day(p: Pipeline, date: str, session: ScoringSession, context, lake, m
         scored = score_partition(engine, store, date, Provenance(ref.name, ref.version, context.run.run_id),
                                  {"name": ref.name, "version": ref.version, "sha256": ref.artifact_sha256},
                                  session.read_rows, session.checkpoint_rows, source=p.spec.features.asset,
-                                 target=p.spec.scoring.asset, progress=progress, reuse_committed=reuse)
+                                 target=p.spec.scoring.asset, progress=progress, reuse_committed=reuse,
+                                 **_shadow_target(p, session, context))
     if scored.reused:
         context.log.info(f"{p.name} {date}: already committed with this input and {ref.uri}; kept as it is",
                          extra=fields)
@@ -158,6 +166,17 @@ def _score_day(p: Pipeline, date: str, session: ScoringSession, context, lake, m
         except OSError as exc:  # metrics must never fail a scoring run
             context.log.warning(f"could not push metrics to {url}: {exc}")
     return metadata
+
+
+def _shadow_target(p: Pipeline, session: ScoringSession, context) -> dict:
+    """Where the challenger's outputs of the same batches go (nothing without a challenger)."""
+    from batch_inference.inference.engine import Provenance
+
+    ref = session.shadow_ref
+    if ref is None:
+        return {}
+    return {"shadow_target": challenger_asset(p),
+            "shadow_provenance": Provenance(ref.name, ref.version, context.run.run_id)}
 
 
 def _newest_event(p: Pipeline, store: Lake, date: str) -> dt.datetime | None:

@@ -11,6 +11,7 @@ each row group the same way, so scores are bit-identical whatever the resume poi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -77,16 +78,23 @@ def committed_fingerprint(lake: Lake, target: str, date: str) -> str | None:
 
 def score_partition(engine: InferenceEngine, lake: Lake, date: str, provenance: Provenance, model_key: dict,
                     read_batch_rows: int, checkpoint_rows: int, source: str = "features",
-                    target: str = "predictions", progress=None, reuse_committed: bool = False) -> CheckpointResult:
+                    target: str = "predictions", progress=None, reuse_committed: bool = False,
+                    shadow_target: str | None = None, shadow_provenance: Provenance | None = None) -> CheckpointResult:
     """Score `source/date` into `target/date` with checkpoints; returns what was done and reused.
+
+    With a shadow model on the engine (`with_shadow`), its outputs of the same batches are committed
+    to `shadow_target/date` beside the main output, chunk by chunk under the same checkpoints.
 
     `progress`, if given, is a `ProgressReporter`-like object with `advance(rows)`. With
     `reuse_committed` (a ranged backfill run resumed after a crash), a partition already committed
     under the same fingerprint is kept as it is, not scored again.
     """
     input_sha = lake.footer_digest(source, date)
-    fp = fingerprint(input_sha, model_key, engine.fingerprint(), checkpoint_rows)
-    if reuse_committed and committed_fingerprint(lake, target, date) == fp:
+    shadow = engine.shadow is not None and shadow_target is not None
+    shadow_key = {"shadow": shadow_provenance.model_version} if shadow and shadow_provenance else {}
+    fp = fingerprint(input_sha, {**model_key, **shadow_key}, engine.fingerprint(), checkpoint_rows)
+    if reuse_committed and committed_fingerprint(lake, target, date) == fp and (
+            not shadow or lake.exists(shadow_target, date)):
         rows = lake.parquet_file(source, date).metadata.num_rows
         if progress is not None:
             progress.advance(rows)
@@ -106,7 +114,8 @@ def score_partition(engine: InferenceEngine, lake: Lake, date: str, provenance: 
     for index, groups in enumerate(chunks):
         name = f"chunk-{index:05d}.parquet"
         rows = sum(source_file.metadata.row_group(g).num_rows for g in groups)
-        if name in done and f"rejected-{index:05d}.parquet" in done:
+        if name in done and f"rejected-{index:05d}.parquet" in done and (
+                not shadow or f"shadow-{index:05d}.parquet" in done):
             resumed_rows += rows
             resumed_chunks += 1
             if progress is not None:
@@ -114,16 +123,24 @@ def score_partition(engine: InferenceEngine, lake: Lake, date: str, provenance: 
             continue
         rejected: list[RejectedRows] = []
         batches = iter_batches(source_file, read_batch_rows, columns, row_groups=groups)
-        with span("chunk", chunk=index, rows=rows), \
-                lake.atomic_writer(f"{staging}/rejected-{index:05d}.parquet", REJECTED_SCHEMA) as rej_writer, \
-                lake.atomic_writer(f"{staging}/{name}", schema) as writer:
+        with span("chunk", chunk=index, rows=rows), contextlib.ExitStack() as writers:
+            rej_writer = writers.enter_context(
+                lake.atomic_writer(f"{staging}/rejected-{index:05d}.parquet", REJECTED_SCHEMA))
+            shadow_writer = writers.enter_context(lake.atomic_writer(
+                f"{staging}/shadow-{index:05d}.parquet", engine.shadow.output_schema)) if shadow else None
+            writer = writers.enter_context(lake.atomic_writer(f"{staging}/{name}", schema))
             result = engine.run(batches, writer.write_batch, provenance, reject=rejected.append,
-                                on_batch=progress.advance if progress is not None else None)
+                                on_batch=progress.advance if progress is not None else None,
+                                shadow_write=shadow_writer.write_batch if shadow_writer else None,
+                                shadow_provenance=shadow_provenance)
             rej_writer.write_table(_rejected_table(rejected))
         total.add(result)
         crash_point(f"after-chunk-{index}")
         crash_point(f"{date}:after-chunk-{index}")
     with span("commit", chunks=len(chunks), resumed_chunks=resumed_chunks):
+        if shadow:  # the shadow first: the main commit (which the checks and the gate follow) is last
+            _concatenate(lake, staging, len(chunks), shadow_target, date, provenance.run_id,
+                         engine.shadow.output_schema, prefix="shadow")
         rejected_all = _assemble(lake, staging, len(chunks), target, date, provenance.run_id, schema,
                                  rename_ok=resumed_chunks == 0)
     lake.delete_dir(staging_root)
@@ -150,11 +167,11 @@ def _assemble(lake: Lake, staging: str, count: int, target: str, date: str, run_
 
 
 def _concatenate(lake: Lake, staging: str, count: int, target: str, date: str, run_id: str,
-                 schema: pa.Schema) -> None:
+                 schema: pa.Schema, prefix: str = "chunk") -> None:
     run_column = schema.get_field_index("run_id")
     with lake.writer(target, date, schema) as writer:
         for index in range(count):
-            with lake.fs.open_input_file(f"{staging}/chunk-{index:05d}.parquet") as handle:
+            with lake.fs.open_input_file(f"{staging}/{prefix}-{index:05d}.parquet") as handle:
                 for batch in pq.ParquetFile(handle).iter_batches(batch_size=65_536):
                     run_ids = pa.repeat(pa.scalar(run_id, pa.string()), batch.num_rows)
                     writer.write_batch(batch.set_column(run_column, "run_id", run_ids))

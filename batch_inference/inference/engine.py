@@ -71,6 +71,7 @@ class EngineResult:
     device: str = "cpu"
     batch_latencies_ms: list[float] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
+    shadow_forward_seconds: float = 0.0  # the shadow (challenger) model's forward passes
 
     @property
     def rows_per_second(self) -> float:
@@ -83,6 +84,7 @@ class EngineResult:
         self.rows_rejected += other.rows_rejected
         self.seconds += other.seconds
         self.forward_seconds += other.forward_seconds
+        self.shadow_forward_seconds += other.shadow_forward_seconds
         self.batch_latencies_ms.extend(other.batch_latencies_ms)
         for key, value in other.stats.items():
             self.stats[key] = self.stats.get(key, 0) + value
@@ -174,11 +176,25 @@ class InferenceEngine:
         self.model = copy.deepcopy(model).to(self.device).eval()
         if fold and hasattr(self.model, "fold_normalization"):
             self.model.fold_normalization()
+        self.shadow: InferenceEngine | None = None
+
+    def with_shadow(self, shadow: InferenceEngine) -> InferenceEngine:
+        """Score every batch with `shadow` too (a challenger): the same read batches, the same device.
+
+        When the shadow's adapter does what this one does (same fingerprint) it reuses the prepared
+        chunks; otherwise it prepares the same record batch itself, in the reader thread.
+        """
+        if shadow.device != self.device:
+            raise ValueError(f"the shadow model runs on {shadow.device}, the engine on {self.device}")
+        self.shadow = shadow
+        return self
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """Input columns the adapter reads (the engine reads the row key `key` first, then these)."""
-        return tuple(self.adapter.columns)
+        """Input columns the adapters read, the shadow's included (the engine reads the row key `key`
+        first, then these)."""
+        extra = tuple(c for c in (self.shadow.columns if self.shadow else ()) if c not in self.adapter.columns)
+        return tuple(self.adapter.columns) + extra
 
     def fingerprint(self) -> str:
         """What the output depends on besides the input and the model: the adapter and the head."""
@@ -222,12 +238,17 @@ class InferenceEngine:
     def run(self, batches: Iterable[pa.RecordBatch], write: Callable[[pa.RecordBatch], None],
             provenance: Provenance,
             reject: Callable[[RejectedRows], None] | None = None,
-            on_batch: Callable[[int], None] | None = None) -> EngineResult:
+            on_batch: Callable[[int], None] | None = None,
+            shadow_write: Callable[[pa.RecordBatch], None] | None = None,
+            shadow_provenance: Provenance | None = None) -> EngineResult:
         """Score every batch and pass output batches to `write` (called from one thread).
 
         `reject` receives the rows the adapter refused (without it, such a row is an error);
-        `on_batch(rows)` is called after each scored batch (for progress reporting).
+        `on_batch(rows)` is called after each scored batch (for progress reporting). With a shadow
+        engine (`with_shadow`), its outputs of the same batches go to `shadow_write`.
         """
+        if self.shadow is not None and shadow_write is None:
+            raise ValueError("the engine has a shadow model: pass shadow_write for its outputs")
         result = EngineResult(device=str(self.device))
         started = time.perf_counter()
         inbox: queue.Queue = queue.Queue(self.config.queue_depth)
@@ -255,14 +276,18 @@ class InferenceEngine:
             with span("read"):
                 for batch in batches:
                     if batch.num_rows and not put(inbox, (batch.num_rows,
-                                                          self.adapter.prepare(batch, self.config.forward_rows))):
+                                                          self.adapter.prepare(batch, self.config.forward_rows),
+                                                          self._shadow_prepare(batch))):
                         return
                 put(inbox, _SENTINEL)
 
         def write_loop() -> None:
             with span("write"):
                 while (item := get(outbox)) is not _SENTINEL:
-                    write(self._output(*item, provenance))
+                    record_ids, values, shadow_out = item
+                    write(self._output(record_ids, values, provenance))
+                    if shadow_out is not None and self.shadow is not None and shadow_write is not None:
+                        shadow_write(self.shadow._output(*shadow_out, shadow_provenance or provenance))
 
         reader = _Worker(read, "bi-reader", stop)
         writer = _Worker(write_loop, "bi-writer", stop)
@@ -290,7 +315,7 @@ class InferenceEngine:
                       result: EngineResult, reject, on_batch) -> None:
         """The calling thread's part: forward every prepared batch and hand the outputs on."""
         while not stop.is_set() and (item := get(inbox)) is not _SENTINEL:
-            rows, prepared = item
+            rows, prepared, shadow_prepared = item
             if prepared.rejected_ids:
                 if reject is None:
                     raise ValueError(f"{len(prepared.rejected_ids)} row(s) refused, e.g. {self.key} "
@@ -301,14 +326,26 @@ class InferenceEngine:
             elapsed = time.perf_counter() - t0
             result.forward_seconds += elapsed
             result.batch_latencies_ms.append(elapsed * 1000)
+            shadow_out = None
+            if self.shadow is not None:
+                t0 = time.perf_counter()
+                own = shadow_prepared if shadow_prepared is not None else prepared
+                shadow_out = (own.record_ids, self.shadow.forward(own))
+                result.shadow_forward_seconds += time.perf_counter() - t0
             result.rows_in += rows
             result.rows_scored += prepared.rows
             result.rows_rejected += len(prepared.rejected_ids)
             for key, value in prepared.stats.items():
                 result.stats[key] = result.stats.get(key, 0) + int(value)
-            put(outbox, (prepared.record_ids, values))
+            put(outbox, (prepared.record_ids, values, shadow_out))
             if on_batch is not None:
                 on_batch(rows)
+
+    def _shadow_prepare(self, batch: pa.RecordBatch) -> Prepared | None:
+        """The shadow's own input for a batch, when its adapter differs from this engine's."""
+        if self.shadow is None or self.shadow.adapter.fingerprint() == self.adapter.fingerprint():
+            return None
+        return self.shadow.adapter.prepare(batch, self.config.forward_rows)
 
     def _output(self, record_ids: pa.Array, values: np.ndarray, provenance: Provenance) -> pa.RecordBatch:
         n = len(record_ids)

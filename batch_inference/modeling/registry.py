@@ -363,3 +363,35 @@ class ModelRegistry:
 
     def set_champion(self, version: str) -> None:
         self.client.set_registered_model_alias(self.model_name, self.alias, str(version))
+
+    # --- versions' tags and other aliases (the promotion gate's record) ---------------------------
+
+    def version_tags(self, version: str) -> dict[str, str]:
+        """Every tag of one version (the gate's state is recorded there)."""
+        return dict(self.client.get_model_version(self.model_name, str(version)).tags or {})
+
+    def set_version_tag(self, version: str, key: str, value: str) -> None:
+        self.client.set_model_version_tag(self.model_name, str(version), key, value)
+
+    def alias_version(self, alias: str) -> ModelVersionRef | None:
+        """The version another alias (e.g. `challenger`) names, or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._ref(self.client.get_model_version_by_alias(self.model_name, alias))
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
+                return None
+            raise
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(self.model_name, alias, str(version))
+
+    def delete_alias(self, alias: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.delete_registered_model_alias(self.model_name, alias)
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" not in str(exc.error_code) and "not found" not in str(exc).lower():
+                raise

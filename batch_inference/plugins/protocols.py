@@ -130,3 +130,4 @@ class TrainingRequest:
     params: Mapping[str, Any]
     workdir: Path
     key: str = "record_id"  # the features' row key column (the pipeline's `features.key`)
+    labels: pa.Table | None = None  # late labels of the window's rows (key, label, labelled_at), if the pipeline has them

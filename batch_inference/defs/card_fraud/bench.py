@@ -3,11 +3,14 @@
 Generates BENCH_ROWS rows (default 4,000,000) x 64 float32 features `f00..f63` plus `record_id` as
 one `features` partition under BENCH_HOME, registers an MLP 64->256->256->1 as `champion`, and
 prints one JSON object per line: `name`, `rows`, `seconds`, `rows_per_s`, `peak_rss_mb` (medians of
-BENCH_REPEATS runs, each in a fresh process), plus `forward_only` (the model alone, tensor in memory).
+BENCH_REPEATS runs, each in a fresh process), plus `forward_only` (the model alone, tensor in memory)
+and `engine_shadow` (the engine with a challenger of the same size scored in shadow from the same
+read batches; `forward_seconds` / `shadow_forward_seconds` split the two models' forward time).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import resource
@@ -86,6 +89,10 @@ def prepare(home: Path, rows: int) -> None:
             reference = build_reference({f: x[:, i] for i, f in enumerate(FEATURES)}, scores, "score")
             (directory / REFERENCE_FILE).write_text(json.dumps(reference))
             ref = registry.register(TrainedArtifact(directory, MODEL_FORMAT, {"bench": 1.0}))
+        # A synthetic bench model: promoted around the gate with the audited override (no evaluation set).
+        from batch_inference.modeling.promotion import PromotionGate
+
+        PromotionGate(registry, 0).override(ref.version, "bench", "synthetic benchmark model")
         registry.set_champion(ref.version)
 
 
@@ -111,8 +118,9 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_engine(home: Path) -> dict:
-    """The project's engine on the bench partition (model loaded from the registry)."""
+def run_engine(home: Path, shadow: bool = False) -> dict:
+    """The project's engine on the bench partition (model loaded from the registry); with `shadow`, a
+    challenger of the same size scored beside it from the same read batches (its own output file)."""
     from batch_inference.inference.engine import EngineConfig, InferenceEngine, Provenance, iter_batches
     from batch_inference.lake import Lake
     from batch_inference.plugins.heads import Probability
@@ -124,12 +132,28 @@ def run_engine(home: Path) -> dict:
     lake, scratch = _lake(settings), Lake(str(home / "scratch"))
     config = EngineConfig()
     engine = InferenceEngine(loaded.model, FloatMatrix.from_model(loaded.artifact), Probability(), config)
+    if shadow:
+        import copy
+
+        import torch
+
+        challenger = copy.deepcopy(loaded.model)
+        with torch.no_grad():
+            for parameter in challenger.parameters():
+                parameter.mul_(1.01)  # another version of the same size: the same forward cost
+        engine.with_shadow(InferenceEngine(challenger, FloatMatrix.from_model(loaded.artifact), Probability(), config))
     started = time.perf_counter()
     source = lake.parquet_file("features", BENCH_DATE)
-    with scratch.writer("predictions", BENCH_DATE, engine.output_schema) as writer:
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(scratch.writer("predictions", BENCH_DATE, engine.output_schema))
+        shadow_writer = stack.enter_context(scratch.writer("challenger_predictions", BENCH_DATE,
+                                                           engine.output_schema)) if shadow else None
         result = engine.run(iter_batches(source, config.read_batch_rows, ["record_id", *engine.columns]),
-                            writer.write_batch, Provenance(loaded.ref.name, loaded.ref.version, "bench"))
-    return {"rows": result.rows_scored, "seconds": time.perf_counter() - started}
+                            writer.write_batch, Provenance(loaded.ref.name, loaded.ref.version, "bench"),
+                            shadow_write=shadow_writer.write_batch if shadow_writer else None,
+                            shadow_provenance=Provenance(loaded.ref.name, "0", "bench") if shadow else None)
+    return {"rows": result.rows_scored, "seconds": time.perf_counter() - started,
+            "forward_seconds": result.forward_seconds, "shadow_forward_seconds": result.shadow_forward_seconds}
 
 
 def run_plain_loop(home: Path) -> dict:
@@ -213,7 +237,8 @@ def run_materialize(home: Path) -> dict:
 def _one(name: str) -> None:
     """Run one measurement in this (fresh) process and print its JSON."""
     home = _home()
-    result = {"engine": lambda: run_engine(home), "plain_loop": lambda: run_plain_loop(home),
+    result = {"engine": lambda: run_engine(home), "engine_shadow": lambda: run_engine(home, shadow=True),
+              "plain_loop": lambda: run_plain_loop(home),
               "forward_only": run_forward_only, "materialize": lambda: run_materialize(home)}[name]()
     result.setdefault("peak_rss_mb", _peak_rss_mb())
     print(json.dumps(result))
@@ -229,7 +254,7 @@ def main() -> int:
     knobs = load_settings().bench
     home, rows = _home(), int(knobs.get("ROWS", "4000000"))
     repeats = int(knobs.get("REPEATS", "3"))
-    names = knobs.get("ONLY", "forward_only,plain_loop,engine,materialize").split(",")
+    names = knobs.get("ONLY", "forward_only,plain_loop,engine,engine_shadow,materialize").split(",")
     (home / "dagster_home").mkdir(parents=True, exist_ok=True)
     # In its own process: Linux children inherit the parent's peak RSS, so preparing gigabytes of
     # data here would inflate every measurement's `peak_rss_mb`.
@@ -248,6 +273,8 @@ def main() -> int:
             "name": name, "rows": runs[0]["rows"], "seconds": round(seconds, 3),
             "rows_per_s": round(runs[0]["rows"] / seconds), "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs), 1),
             "repeats": repeats,
+            **{k: round(statistics.median(r[k] for r in runs), 3)
+               for k in ("forward_seconds", "shadow_forward_seconds") if k in runs[0]},
         }), flush=True)
     return 0
 

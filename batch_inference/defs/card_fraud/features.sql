@@ -1,6 +1,7 @@
 -- Card-fraud features, run by DuckDB over the day's validated input (the table `input`).
 -- Per-customer aggregates of the day, cyclical hour encodings, risk flags and one-hot merchant
--- categories, all float32, keyed by record_id; `label` carries is_fraud for training.
+-- categories, all float32, keyed by record_id. No label: labels arrive later as their own entity
+-- (fraud_labels) and training joins them.
 WITH per_customer AS (
     SELECT customer_id,
            median(amount) AS median_amount,
@@ -31,8 +32,7 @@ SELECT
     CAST(t.merchant_category = 'online_services' AS FLOAT) AS category_online_services,
     CAST(t.merchant_category = 'home_improvement' AS FLOAT) AS category_home_improvement,
     CAST(t.merchant_category = 'jewelry' AS FLOAT) AS category_jewelry,
-    CAST(t.merchant_category = 'gift_cards' AS FLOAT) AS category_gift_cards,
-    CAST(t.is_fraud AS TINYINT) AS label
+    CAST(t.merchant_category = 'gift_cards' AS FLOAT) AS category_gift_cards
 FROM input AS t
 JOIN per_customer AS c USING (customer_id)
 ORDER BY t.record_id

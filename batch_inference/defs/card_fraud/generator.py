@@ -7,6 +7,7 @@ purpose (corrupt rows, drifted distributions, a dropped column) for the quality 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zlib
 
 import numpy as np
@@ -17,12 +18,16 @@ from batch_inference.defs.card_fraud.vocabulary import (
     CATEGORY_WEIGHT,
     COUNTRIES,
     COUNTRY_WEIGHT,
+    LABEL_ENTITY,
+    LABEL_SCHEMA,
+    MAX_LABEL_DELAY_DAYS,
     MERCHANT_CATEGORIES,
     N_CUSTOMERS,
     TRANSACTION_SCHEMA,
 )
 
 
+@functools.cache
 def _customers() -> tuple[np.ndarray, np.ndarray]:
     """Stable customer profiles: home country index and typical amount."""
     rng = np.random.default_rng(20_240_101)
@@ -31,10 +36,8 @@ def _customers() -> tuple[np.ndarray, np.ndarray]:
     return home, typical
 
 
-def generate_transactions(date: str, rows: int, *, corrupt_rate: float = 0.0, drift: float = 0.0,
-                          drop_column: str | None = None) -> pa.Table:
-    """Make `rows` transactions for `date` (YYYY-MM-DD)."""
-    day = dt.date.fromisoformat(date)
+def _simulate(date: str, rows: int, drift: float = 0.0) -> dict[str, np.ndarray]:
+    """The day's draws as numpy arrays (no strings, no Arrow): cheap enough to redo for labels."""
     rng = np.random.default_rng(zlib.crc32(date.encode()))
     home, typical = _customers()
 
@@ -62,6 +65,20 @@ def generate_transactions(date: str, rows: int, *, corrupt_rate: float = 0.0, dr
         + 0.9 * ~card_present
     )
     is_fraud = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)
+    return {"customer": customer, "category": category, "card_country": card_country,
+            "merchant_country": merchant_country, "seconds": seconds, "amount": amount,
+            "card_present": card_present, "is_fraud": is_fraud, "rng": rng}
+
+
+def generate_transactions(date: str, rows: int, *, corrupt_rate: float = 0.0, drift: float = 0.0,
+                          drop_column: str | None = None) -> pa.Table:
+    """Make `rows` transactions for `date` (YYYY-MM-DD)."""
+    day = dt.date.fromisoformat(date)
+    draws = _simulate(date, rows, drift)
+    rng = draws["rng"]
+    customer, category, card_country = draws["customer"], draws["category"], draws["card_country"]
+    merchant_country, seconds, amount = draws["merchant_country"], draws["seconds"], draws["amount"]
+    card_present = draws["card_present"]
 
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     prefix = f"tx-{day:%Y%m%d}-"
@@ -77,7 +94,6 @@ def generate_transactions(date: str, rows: int, *, corrupt_rate: float = 0.0, dr
         "card_country": pa.array(np.array(COUNTRIES, dtype=object)[card_country]),
         "amount": pa.array(amount),
         "card_present": pa.array(card_present),
-        "is_fraud": pa.array(is_fraud),
     }
     if corrupt_rate > 0:
         _corrupt(columns, rng, corrupt_rate, rows)
@@ -87,6 +103,83 @@ def generate_transactions(date: str, rows: int, *, corrupt_rate: float = 0.0, dr
             raise ValueError(f"--drop-column {drop_column!r} is not a column: {table.column_names}")
         table = table.drop_columns([drop_column])
     return table
+
+
+def label_delays(date: str, is_fraud: np.ndarray) -> np.ndarray:
+    """Seconds from each transaction to its label, capped at MAX_LABEL_DELAY_DAYS.
+
+    Fraud becomes known by a chargeback, days to weeks later (2 days + lognormal, median about
+    11 days); a genuine payment is confirmed when its dispute window passes (1 day + exponential,
+    mean 4 days). Drawn from a stream of its own, so the transactions never change.
+    """
+    rng = np.random.default_rng(zlib.crc32(f"labels:{date}".encode()))
+    days = np.where(is_fraud.astype(bool), 2.0 + rng.lognormal(np.log(9.0), 0.6, len(is_fraud)),
+                    1.0 + rng.exponential(4.0, len(is_fraud)))
+    return (np.minimum(days, MAX_LABEL_DELAY_DAYS) * 86_400).astype(np.int64)
+
+
+def generate_labels(date: str, rows: int) -> pa.Table:
+    """Every label of the `rows` transactions of `date`, with the time each became known."""
+    day = dt.date.fromisoformat(date)
+    draws = _simulate(date, rows)
+    known = draws["seconds"] + label_delays(date, draws["is_fraud"])
+    start = np.datetime64(dt.datetime.combine(day, dt.time()), "us")
+    return pa.table({
+        "record_id": pa.array([f"tx-{day:%Y%m%d}-{i:08d}" for i in range(rows)], pa.string()),
+        "label": pa.array(draws["is_fraud"]),
+        "labelled_at": pa.array(start + known.astype("timedelta64[s]"), pa.timestamp("us", tz="UTC")),
+    }, schema=LABEL_SCHEMA)
+
+
+def labels_known_on(date: str, rows: int) -> pa.Table:
+    """The labels that became known on `date`: for its own transactions and those of the
+    MAX_LABEL_DELAY_DAYS days before (each day assumed to have `rows` transactions)."""
+    return labels_arriving(date, date, rows)[date]
+
+
+def labels_arriving(first: str, last: str, rows: int) -> dict[str, pa.Table]:
+    """For each day `first`..`last`, the labels that became known that day (one pass over the days)."""
+    start_day, end_day = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    days = [(start_day + dt.timedelta(days=k)) for k in range((end_day - start_day).days + 1)]
+    parts: dict[str, list[pa.Table]] = {d.isoformat(): [] for d in days}
+    tx_day = start_day - dt.timedelta(days=MAX_LABEL_DELAY_DAYS)
+    while tx_day <= end_day:
+        draws = _simulate(tx_day.isoformat(), rows)
+        known = draws["seconds"] + label_delays(tx_day.isoformat(), draws["is_fraud"])  # seconds after tx_day
+        arrival = known // 86_400
+        midnight = np.datetime64(dt.datetime.combine(tx_day, dt.time()), "us")
+        for offset in np.unique(arrival).tolist():
+            day = (tx_day + dt.timedelta(days=offset)).isoformat()
+            if day not in parts:
+                continue
+            rows_today = np.flatnonzero(arrival == offset)
+            parts[day].append(pa.table({
+                "record_id": pa.array([f"tx-{tx_day:%Y%m%d}-{i:08d}" for i in rows_today.tolist()], pa.string()),
+                "label": pa.array(draws["is_fraud"][rows_today]),
+                "labelled_at": pa.array(midnight + known[rows_today].astype("timedelta64[s]"),
+                                        pa.timestamp("us", tz="UTC")),
+            }, schema=LABEL_SCHEMA))
+        tx_day += dt.timedelta(days=1)
+    return {day: pa.concat_tables(tables) if tables else LABEL_SCHEMA.empty_table()
+            for day, tables in parts.items()}
+
+
+def write_labels(first: str, last: str, rows: int, landing_dir) -> list:
+    """Write `fraud_labels_<day>.parquet` for every day `first`..`last` (what arrived each day)."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    landing_dir = Path(landing_dir)
+    landing_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for day, table in labels_arriving(first, last, rows).items():
+        final = landing_dir / f"{LABEL_ENTITY}_{day}.parquet"
+        tmp = landing_dir / f".{final.name}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.replace(final)
+        paths.append(final)
+    return paths
 
 
 def _corrupt(columns: dict[str, pa.Array], rng: np.random.Generator, rate: float, rows: int) -> None:
@@ -116,7 +209,8 @@ def _corrupt(columns: dict[str, pa.Array], rng: np.random.Generator, rate: float
 
 def write_landing(date: str, rows: int, landing_dir, *, corrupt_rate: float = 0.0, drift: float = 0.0,
                   drop_column: str | None = None):
-    """Write one day into `landing_dir/transactions_<date>.parquet` atomically; returns the path."""
+    """Write one day into `landing_dir/transactions_<date>.parquet` atomically, and the labels that
+    became known that day into `fraud_labels_<date>.parquet`; returns the transactions' path."""
     from pathlib import Path
 
     import pyarrow.parquet as pq
@@ -128,7 +222,8 @@ def write_landing(date: str, rows: int, landing_dir, *, corrupt_rate: float = 0.
     landing_dir = Path(landing_dir)
     landing_dir.mkdir(parents=True, exist_ok=True)
     final = landing_dir / f"transactions_{date}.parquet"
-    tmp = landing_dir / f".transactions_{date}.parquet.tmp"
+    write_labels(date, date, rows, landing_dir)
+    tmp = landing_dir / f".{final.name}.tmp"
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(final)
     return final

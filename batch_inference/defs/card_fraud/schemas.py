@@ -26,7 +26,6 @@ class TransactionsSchema(pa.DataFrameModel):
     card_country: Str = pa.Field(dtype_kwargs=_ARROW_STR, isin=COUNTRIES)
     amount: Series[np.float64] = pa.Field(ge=0, le=1_000_000)
     card_present: Series[bool]
-    is_fraud: Series[np.int8] = pa.Field(isin=[0, 1])
 
     class Config:
         name = "TransactionsSchema"
@@ -37,9 +36,8 @@ class FeaturesSchema(pa.DataFrameModel):
     """Model inputs: every feature a finite float32, keyed by a unique record_id."""
 
     record_id: Str = pa.Field(dtype_kwargs=_ARROW_STR, unique=True, nullable=False)
-    feature: Series[np.float32] = pa.Field(alias="^(?!record_id$|label$).+$", regex=True, nullable=False,
+    feature: Series[np.float32] = pa.Field(alias="^(?!record_id$).+$", regex=True, nullable=False,
                                            ge=-1e6, le=1e6)
-    label: Series[np.int8] = pa.Field(isin=[0, 1], nullable=True)
 
     class Config:
         name = "FeaturesSchema"

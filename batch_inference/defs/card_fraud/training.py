@@ -14,6 +14,8 @@ from torch import nn
 from batch_inference.defs.card_fraud.network import MODEL_FORMAT, RiskMLP, model_config, save_model
 from batch_inference.modeling.artifact import REFERENCE_FILE
 from batch_inference.plugins.protocols import LoadedArtifact, TrainedArtifact, TrainingRequest
+from batch_inference.quality.labels import latest_labels
+from batch_inference.quality.performance import roc_auc
 from batch_inference.quality.reference import build_reference
 
 
@@ -48,21 +50,6 @@ def holdout_mask(record_ids: pa.ChunkedArray, fraction: float) -> np.ndarray:
     """Deterministic hold-out split by a hash of record_id, stable across retrains."""
     buckets = np.fromiter((zlib.crc32(r.encode()) % 1000 for r in record_ids.to_pylist()), np.int64)
     return buckets < int(fraction * 1000)
-
-
-def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
-    y_true = np.asarray(y_true).astype(bool)
-    n_pos, n_neg = int(y_true.sum()), int((~y_true).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = np.asarray(scores)[order]
-    ranks = np.empty(len(scores), dtype=np.float64)
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    avg = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def score(model: nn.Module, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
@@ -123,6 +110,17 @@ def train(table: pa.Table, features: tuple[str, ...], params: TrainingParams | N
     return TrainedModel(model, model_config(features, params.hidden_sizes), metrics, reference, x_hold, y_hold)
 
 
+def join_labels(features: pa.Table, labels: pa.Table, key: str = "record_id") -> pa.Table:
+    """The feature rows whose label is known, with it as `label` (the latest one when a row has several).
+
+    Rows without a label yet are left out: a chargeback may still come.
+    """
+    latest = latest_labels(labels, key)
+    base = features.drop_columns(["label"]) if "label" in features.column_names else features
+    joined = base.join(latest, key, join_type="inner")
+    return joined.sort_by(key).select([*base.column_names, "label"])
+
+
 def feature_columns(table: pa.Table, key: str = "record_id") -> tuple[str, ...]:
     """Every float feature column of the features table (all but the row key and `label`)."""
     return tuple(n for n in table.column_names if n not in (key, "label"))
@@ -131,11 +129,17 @@ def feature_columns(table: pa.Table, key: str = "record_id") -> tuple[str, ...]:
 def build_model(request: TrainingRequest) -> TrainedArtifact:
     """The pipeline's model builder: train on the window's features, write a registrable version."""
     if request.features is None or request.features.num_rows == 0:
-        raise ValueError("no labelled feature rows to train on: materialize the input and features first")
+        raise ValueError("no feature rows to train on: materialize the input and features first")
+    if request.labels is None or request.labels.num_rows == 0:
+        raise ValueError(f"no labels known for {request.window[0]}..{request.window[-1]}: land the "
+                         "fraud_labels files and materialize the labels asset first")
+    labelled = join_labels(request.features, request.labels, request.key)
+    if labelled.num_rows == 0:
+        raise ValueError(f"none of the {request.features.num_rows} feature rows has a known label yet")
     options = dict(request.params)
-    features = tuple(options.pop("features", None) or feature_columns(request.features, request.key))  # or a subset
+    features = tuple(options.pop("features", None) or feature_columns(labelled, request.key))  # or a subset
     params = TrainingParams(**{k: tuple(v) if k == "hidden_sizes" else v for k, v in options.items()})
-    trained = train(request.features, features, params, key=request.key)
+    trained = train(labelled, features, params, key=request.key)
     directory = request.workdir / "model"
     save_model(trained.model, trained.config, directory)
     (directory / REFERENCE_FILE).write_text(json.dumps(trained.reference))
@@ -147,6 +151,7 @@ def build_model(request: TrainingRequest) -> TrainedArtifact:
             return float("-inf")  # trained on other features: not comparable, so not better
         return roc_auc(holdout_y, score(loaded.module, holdout_x))
 
-    return TrainedArtifact(directory, MODEL_FORMAT, trained.metrics,
+    metrics = {**trained.metrics, "unlabelled_rows": float(request.features.num_rows - labelled.num_rows)}
+    return TrainedArtifact(directory, MODEL_FORMAT, metrics,
                            {"window": f"{request.window[0]}..{request.window[-1]}", "days": len(request.window),
                             "hidden_sizes": list(params.hidden_sizes), "epochs": params.epochs}, evaluate)

@@ -24,7 +24,17 @@ TRANSACTION_SCHEMA = pa.schema([
     ("card_country", pa.string()),
     ("amount", pa.float64()),
     ("card_present", pa.bool_()),
-    ("is_fraud", pa.int8()),
+])
+
+# Labels are their own landing entity, `fraud_labels_YYYY-MM-DD.parquet`: the labels that became
+# known that day (a chargeback for fraud, the dispute window passing for a genuine payment), for
+# transactions of that day and of up to MAX_LABEL_DELAY_DAYS before it.
+LABEL_ENTITY = "fraud_labels"
+MAX_LABEL_DELAY_DAYS = 30
+LABEL_SCHEMA = pa.schema([
+    ("record_id", pa.string()),
+    ("label", pa.int8()),
+    ("labelled_at", pa.timestamp("us", tz="UTC")),
 ])
 
 BASE_FEATURES = (
