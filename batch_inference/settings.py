@@ -128,3 +128,12 @@ def load_bench_backfill_settings(env: Mapping[str, str] | None = None) -> BenchB
 def environment_copy(**overrides: str) -> dict[str, str]:
     """This process's environment with `overrides`, for a child process."""
     return {**os.environ, **overrides}
+
+
+def export_library_settings(values: Mapping[str, str], defaults: Mapping[str, str] | None = None) -> None:
+    """Hand settings to a third-party library that reads them from this process's environment (MLflow's
+    HTTP budget, the Hugging Face offline flags): `values` are set, `defaults` only where unset. The one
+    place besides `load_settings` that touches the environment; called when a client is built."""
+    os.environ.update(values)
+    for name, value in (defaults or {}).items():
+        os.environ.setdefault(name, value)

@@ -14,7 +14,6 @@ at once, naming the URI and the runbook, instead of being retried for minutes.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from batch_inference.modeling.artifact import (
     sha256_file,
     valid_file_name,
 )
+from batch_inference.settings import export_library_settings
 
 if TYPE_CHECKING:  # mlflow is imported only where a model is registered or loaded
     from mlflow import MlflowClient
@@ -111,7 +111,7 @@ class HttpBudget:
 
 def configure_mlflow(budget: HttpBudget) -> None:
     """Apply `budget` to MLflow's HTTP client (process-wide: MLflow reads these on every request)."""
-    os.environ.update(budget.mlflow_env())
+    export_library_settings(budget.mlflow_env())
 
 
 def redacted_uri(uri: str) -> str:

@@ -18,7 +18,6 @@ a wheel); nothing is downloaded at build or run time.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 
 from batch_inference.modeling.artifact import manifest
 from batch_inference.plugins.protocols import LoadedArtifact
+from batch_inference.settings import export_library_settings
 
 FORMAT_TAG = "batch_inference.sentence_transformer.v1"
 
@@ -57,10 +57,8 @@ _UNUSED_PREFIXES = ("pooler.",)
 
 def offline() -> None:
     """Make sure nothing from the Hugging Face stack reaches for the network."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    export_library_settings({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+                            defaults={"HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "true"})
 
 
 def file_digests(directory: Path) -> dict[str, str]:
