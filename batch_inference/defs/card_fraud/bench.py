@@ -227,7 +227,10 @@ def run_materialize(home: Path) -> dict:
          "--select", f"{PIPELINE}/predictions", "--partition", BENCH_DATE],
         env=_env(home), capture_output=True, text=True)
     seconds = time.perf_counter() - started
-    if proc.returncode != 0:
+    # The bench's synthetic features (f00..f63) are not card_fraud's, so the drift check refuses the
+    # day (the YAML's critical features are absent) after the scoring step succeeded: that is measured.
+    refused_by_check = "DagsterAssetCheckFailedError" in proc.stderr and "STEP_SUCCESS" in proc.stderr
+    if proc.returncode != 0 and not refused_by_check:
         raise RuntimeError(f"materialize failed:\n{proc.stderr[-3000:]}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     rows = pq.ParquetFile(home / "lake" / PIPELINE / "predictions" / f"date={BENCH_DATE}" / "part-0.parquet").metadata.num_rows
