@@ -12,9 +12,12 @@ over the column. A row with an invalid value is quarantined naming the column an
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -33,13 +36,15 @@ QUARANTINE_SCHEMA = pa.schema([
     ("original", pa.string()),
 ])
 
-__all__ = ["OUT_OF_DAY", "QUARANTINE_SCHEMA", "BadInputFileError", "escape_invalid_utf8", "quarantine_rows",
-           "read_landing_file", "screen_rows", "screen_utf8"]
+__all__ = ["OUT_OF_DAY", "QUARANTINE_SCHEMA", "BadInputFileError", "LandingFile", "SeenKeys", "escape_invalid_utf8",
+           "open_landing_file", "quarantine_rows", "read_landing_file", "screen_batches", "screen_rows",
+           "screen_utf8"]
 
 OUT_OF_DAY = "outside the partition's day"  # in the reason of a row whose event time is not the file's day
 INVALID_UTF8 = "invalid UTF-8"
 _VALIDATE_ROWS = 8192  # text is validated in slices; only a slice that fails is decoded value by value
 _SHOWN_CHARS = 60
+BATCH_ROWS = 65_536  # landing rows conformed and screened at a time: ingest memory follows this, not the day
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -126,8 +131,7 @@ def _refuse_symlink(fs: pafs.FileSystem, path: str, root: str | None) -> None:
             raise BadInputFileError(f"landing file {path} resolves outside the landing root {root}")
 
 
-def read_landing_file(fs: pafs.FileSystem, path: str, schema: pa.Schema, root: str | None = None) -> pa.Table:
-    """Read a landing file and conform it strictly to `schema`, naming the file and problem on failure."""
+def _open_parquet(fs: pafs.FileSystem, path: str, root: str | None) -> pq.ParquetFile:
     _refuse_symlink(fs, path, root)
     info = fs.get_file_info(path)
     if info.type != pafs.FileType.File:
@@ -135,21 +139,102 @@ def read_landing_file(fs: pafs.FileSystem, path: str, schema: pa.Schema, root: s
     if info.size == 0:
         raise BadInputFileError(f"landing file {path} is empty (0 bytes), not a Parquet file")
     try:
-        with fs.open_input_file(path) as handle:
-            table = pq.read_table(handle)
+        return pq.ParquetFile(fs.open_input_file(path), pre_buffer=False, buffer_size=1 << 20)
     except (pa.ArrowInvalid, OSError) as exc:
         raise BadInputFileError(f"landing file {path} is not a readable Parquet file: {exc}") from None
+
+
+@dataclass
+class LandingFile:
+    """An open landing file, read batch by batch, each batch conformed strictly to `schema`."""
+
+    path: str
+    parquet: pq.ParquetFile
+    schema: pa.Schema  # the conformed schema every batch has
+
+    @property
+    def num_rows(self) -> int:
+        return self.parquet.metadata.num_rows
+
+    def batches(self, rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
+        """Conformed batches of at most `rows` rows; a file problem names the file, as a whole read would."""
+        reader = self.parquet.iter_batches(batch_size=rows)
+        try:
+            while True:
+                try:
+                    batch = next(reader)
+                except StopIteration:
+                    return
+                except (pa.ArrowInvalid, OSError) as exc:
+                    raise BadInputFileError(f"landing file {self.path} is not a readable Parquet file: {exc}") from None
+                yield conform_table(pa.Table.from_batches([batch]), self.schema, self.path)
+        finally:
+            self.parquet.close(force=True)
+
+
+def open_landing_file(fs: pafs.FileSystem, path: str, schema: pa.Schema, root: str | None = None) -> LandingFile:
+    """Open a landing file for streaming; file-level problems (missing column, a type that cannot be
+    converted) fail here, before a row is read."""
+    parquet = _open_parquet(fs, path, root)
+    conform_table(parquet.schema_arrow.empty_table(), schema, path)
+    return LandingFile(path, parquet, schema)
+
+
+def read_landing_file(fs: pafs.FileSystem, path: str, schema: pa.Schema, root: str | None = None) -> pa.Table:
+    """Read a whole landing file and conform it strictly to `schema`, naming the file and problem on failure."""
+    parquet = _open_parquet(fs, path, root)
+    try:
+        table = parquet.read()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise BadInputFileError(f"landing file {path} is not a readable Parquet file: {exc}") from None
+    finally:
+        parquet.close(force=True)
     return conform_table(table, schema, path)
+
+
+@dataclass
+class SeenKeys:
+    """The keys of the rows screened so far, as 128-bit hashes (16 bytes a key, whatever its length), so a
+    duplicate in a later batch is found without holding the keys themselves. Two different keys collide
+    with a probability of about n**2 / 2**129 (1e-25 at ten million keys)."""
+
+    _low: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.uint64))   # sorted
+    _high: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.uint64))  # the same order as _low
+
+    @staticmethod
+    def _hashes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (pd.util.hash_array(ids, hash_key="batch-inference0", categorize=False),
+                pd.util.hash_array(ids, hash_key="batch-inference1", categorize=False))
+
+    def seen(self, ids: np.ndarray) -> np.ndarray:
+        """Mask of `ids` already added (by an earlier call of `add`)."""
+        low, high = self._hashes(ids)
+        found = np.zeros(len(ids), dtype=bool)
+        if not len(self._low):
+            return found
+        start = np.searchsorted(self._low, low, side="left")
+        stop = np.searchsorted(self._low, low, side="right")
+        for i in np.flatnonzero(stop > start):  # equal low halves: rare, compare the high halves
+            found[i] = bool((self._high[start[i]:stop[i]] == high[i]).any())
+        return found
+
+    def add(self, ids: np.ndarray) -> None:
+        low, high = self._hashes(ids)
+        low, high = np.concatenate([self._low, low]), np.concatenate([self._high, high])
+        order = np.argsort(low, kind="stable")
+        self._low, self._high = low[order], high[order]
 
 
 def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
                 event_time: str | None = None, date: str | None = None,
-                tolerance: dt.timedelta = dt.timedelta(0)) -> tuple[pa.Table, pa.Table]:
+                tolerance: dt.timedelta = dt.timedelta(0),
+                seen: SeenKeys | None = None) -> tuple[pa.Table, pa.Table]:
     """Split rows into (valid, quarantined-with-reason); every input row lands in exactly one.
 
     In order: text that is not valid UTF-8 (any text column), the key (null, empty, a later
     duplicate; the first occurrence is kept), the event time (outside the partition's day by more
-    than `tolerance`), then the row rules of `rules`, a pandera DataFrameModel.
+    than `tolerance`), then the row rules of `rules`, a pandera DataFrameModel. With `seen`, the
+    keys of earlier batches of the same file count as earlier occurrences, and this batch's are added.
     """
     table, reasons = screen_utf8(table)
 
@@ -165,7 +250,11 @@ def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
     live = np.flatnonzero(reasons == None)  # noqa: E711 - duplicates among rows not yet quarantined
     live_ids = pd.Series(ids.take(pa.array(live)).to_numpy(zero_copy_only=False), dtype=object)
     dup = np.zeros(len(reasons), dtype=bool)
-    dup[live[live_ids.duplicated().to_numpy()]] = True
+    later = live_ids.duplicated().to_numpy()
+    if seen is not None:
+        later |= seen.seen(live_ids.to_numpy())
+        seen.add(live_ids[~later].to_numpy())
+    dup[live[later]] = True
     flag(dup, f"duplicate {key}")
     if event_time is not None and date is not None:
         day = dt.datetime.combine(dt.date.fromisoformat(date), dt.time(), tzinfo=dt.UTC)
@@ -184,6 +273,17 @@ def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
     bad = reasons != None  # noqa: E711
     valid = table.filter(pa.array(~bad))
     return valid, quarantine_rows(table.filter(pa.array(bad)), reasons[bad].tolist(), stage, key)
+
+
+def screen_batches(batches: Iterable[pa.Table], rules, stage: str, key: str = "record_id",
+                   event_time: str | None = None, date: str | None = None,
+                   tolerance: dt.timedelta = dt.timedelta(0)) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """`screen_rows` over a file's batches, one (valid, quarantined) pair each: the same split as one
+    `screen_rows` over the whole file (a key repeated in a later batch is a duplicate), in bounded memory."""
+    seen = SeenKeys()
+    for batch in batches:
+        yield screen_rows(batch, rules, stage, key=key, event_time=event_time, date=date, tolerance=tolerance,
+                          seen=seen)
 
 
 def quarantine_rows(rows: pa.Table, reasons: list[str], stage: str, key: str = "record_id") -> pa.Table:
