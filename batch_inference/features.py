@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 
 import duckdb
 import pyarrow as pa
 
+from batch_inference.bounded_duckdb import bounded_connection, quoted
+
 INPUT_TABLE = "input"
-# DuckDB's budget for a streamed feature query: its hash tables and sorts spill to disk beyond it, so
-# the step's memory stays flat whatever the day's size.
-DUCKDB_MEMORY_LIMIT = "256MB"
-DUCKDB_THREADS = 2
 
 FeatureFn = Callable[[pa.Table], pa.Table]
 
@@ -29,27 +25,16 @@ def run_feature_sql(sql: str, table: pa.Table) -> pa.Table:
         con.close()
 
 
-def _quoted(path: str) -> str:
-    return "'" + path.replace("'", "''") + "'"
-
-
-def copy_feature_sql(sql: str, source: str, target: str, row_group_rows: int,
-                     memory_limit: str = DUCKDB_MEMORY_LIMIT, threads: int = DUCKDB_THREADS) -> int:
+def copy_feature_sql(sql: str, source: str, target: str, row_group_rows: int) -> int:
     """Run `sql` over the Parquet file `source` (as the view `input`) and write the result to the Parquet
-    file `target` with DuckDB's `COPY ... TO`, streaming in bounded memory (spilling to a temporary folder).
-    The result's rows and order are those of `run_feature_sql` over the same rows. Returns the row count."""
-    with tempfile.TemporaryDirectory(prefix="bi-features-") as spill:
-        con = duckdb.connect(config={"memory_limit": memory_limit, "threads": max(1, min(threads, os.cpu_count() or 1)),
-                                     "temp_directory": spill, "preserve_insertion_order": True})
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            view = f"CREATE VIEW {INPUT_TABLE} AS SELECT * FROM read_parquet({_quoted(source)})"  # noqa: S608 - a quoted literal
-            con.execute(view)
-            query = sql.strip().rstrip(";")
-            row = con.execute(f"COPY ({query}\n) TO {_quoted(target)} "
-                              f"(FORMAT PARQUET, COMPRESSION ZSTD, ROW_GROUP_SIZE {int(row_group_rows)})").fetchone()
-        finally:
-            con.close()
+    file `target` with DuckDB's `COPY ... TO`, in bounded memory (see `bounded_duckdb`). The rows and their
+    order are those of `run_feature_sql` over the same rows. Returns the row count."""
+    with bounded_connection() as con:
+        view = f"CREATE VIEW {INPUT_TABLE} AS SELECT * FROM read_parquet({quoted(source)})"  # noqa: S608 - a literal
+        con.execute(view)
+        query = sql.strip().rstrip(";")
+        row = con.execute(f"COPY ({query}\n) TO {quoted(target)} "
+                          f"(FORMAT PARQUET, COMPRESSION ZSTD, ROW_GROUP_SIZE {int(row_group_rows)})").fetchone()
     return int(row[0]) if row else 0
 
 

@@ -306,13 +306,29 @@ def quarantine_rows(rows: pa.Table, reasons: list[str], stage: str, key: str = "
     )
 
 
-def read_landing_ids(fs: pafs.FileSystem, path: str, key: str = "record_id") -> pa.ChunkedArray:
-    """Only the key column of a landing file (for completeness accounting), as strings; an invalid
-    UTF-8 key is escaped exactly as its quarantine record names it."""
-    with fs.open_input_file(path) as handle:
-        ids = pq.read_table(handle, columns=[key]).column(key)
+def write_landing_ids(fs: pafs.FileSystem, path: str, key: str, target: str) -> str:
+    """Copy the key column of a landing file to the local Parquet file `target` (one text column `record_id`,
+    each value as `read_landing_ids` gives it), row group by row group; returns `target`."""
+    schema = pa.schema([("record_id", pa.string())])
+    with fs.open_input_file(path) as handle, pq.ParquetWriter(target, schema) as writer:
+        parquet = pq.ParquetFile(handle, pre_buffer=False, buffer_size=1 << 20)
+        for group in range(parquet.num_row_groups):
+            ids = _landing_key_text(parquet.read_row_group(group, columns=[key]).column(key))
+            writer.write_table(pa.table({"record_id": ids}, schema=schema))
+    return target
+
+
+def _landing_key_text(ids: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_dictionary(ids.type):
         ids = ids.cast(ids.type.value_type)
     if ids.type in TEXT_OF_BINARY:
         ids = binary_as_text(ids)
     return escape_invalid_utf8(ids)[0].cast(pa.string())
+
+
+def read_landing_ids(fs: pafs.FileSystem, path: str, key: str = "record_id") -> pa.ChunkedArray:
+    """Only the key column of a landing file (for completeness accounting), as strings; an invalid
+    UTF-8 key is escaped exactly as its quarantine record names it."""
+    with fs.open_input_file(path) as handle:
+        ids = pq.read_table(handle, columns=[key]).column(key)
+    return _landing_key_text(ids)

@@ -132,6 +132,19 @@ class Lake:
         finally:
             parquet_file.close(force=True)
 
+    def distinct(self, asset: str, date: str, column: str, part: str = PART_NAME) -> list:
+        """The distinct values of one column of a partition, in order of first appearance, read row group
+        by row group."""
+        parquet_file = self.parquet_file(asset, date, part)
+        found: dict = {}
+        try:
+            for group in range(parquet_file.num_row_groups):
+                values = parquet_file.read_row_group(group, columns=[column]).column(column)
+                found.update(dict.fromkeys(values.unique().to_pylist()))
+        finally:
+            parquet_file.close(force=True)
+        return list(found)
+
     def read(self, asset: str, date: str, columns: list[str] | None = None,
              part: str = PART_NAME) -> pa.Table:
         """A whole committed partition (or some columns); the file is closed when read."""
