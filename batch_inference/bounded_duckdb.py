@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import duckdb
 
-MEMORY_LIMIT = "256MB"  # DuckDB's buffer budget; hash tables and sorts spill to a temporary folder beyond it
+MEMORY_LIMIT = "128MB"  # DuckDB's buffer budget; hash tables and sorts spill to a temporary folder beyond it
 THREADS = 2
 
 

@@ -12,11 +12,11 @@ over the column. A row with an invalid value is quarantined naming the column an
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import os
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +36,7 @@ QUARANTINE_SCHEMA = pa.schema([
     ("original", pa.string()),
 ])
 
-__all__ = ["OUT_OF_DAY", "QUARANTINE_SCHEMA", "BadInputFileError", "LandingFile", "SeenKeys", "escape_invalid_utf8",
+__all__ = ["OUT_OF_DAY", "QUARANTINE_SCHEMA", "BadInputFileError", "LandingFile", "escape_invalid_utf8",
            "open_landing_file", "quarantine_rows", "read_landing_file", "screen_batches", "screen_rows",
            "screen_utf8"]
 
@@ -159,17 +159,17 @@ class LandingFile:
     def batches(self, rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
         """Conformed batches of at most `rows` rows; a file problem names the file, as a whole read would."""
         reader = self.parquet.iter_batches(batch_size=rows)
-        try:
-            while True:
-                try:
-                    batch = next(reader)
-                except StopIteration:
-                    return
-                except (pa.ArrowInvalid, OSError) as exc:
-                    raise BadInputFileError(f"landing file {self.path} is not a readable Parquet file: {exc}") from None
-                yield conform_table(pa.Table.from_batches([batch]), self.schema, self.path)
-        finally:
-            self.parquet.close(force=True)
+        while True:
+            try:
+                batch = next(reader)
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise BadInputFileError(f"landing file {self.path} is not a readable Parquet file: {exc}") from None
+            yield conform_table(pa.Table.from_batches([batch]), self.schema, self.path)
+
+    def close(self) -> None:
+        self.parquet.close(force=True)
 
 
 def open_landing_file(fs: pafs.FileSystem, path: str, schema: pa.Schema, root: str | None = None) -> LandingFile:
@@ -192,49 +192,17 @@ def read_landing_file(fs: pafs.FileSystem, path: str, schema: pa.Schema, root: s
     return conform_table(table, schema, path)
 
 
-@dataclass
-class SeenKeys:
-    """The keys of the rows screened so far, as 128-bit hashes (16 bytes a key, whatever its length), so a
-    duplicate in a later batch is found without holding the keys themselves. Two different keys collide
-    with a probability of about n**2 / 2**129 (1e-25 at ten million keys)."""
-
-    _low: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.uint64))   # sorted
-    _high: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.uint64))  # the same order as _low
-
-    @staticmethod
-    def _hashes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (pd.util.hash_array(ids, hash_key="batch-inference0", categorize=False),
-                pd.util.hash_array(ids, hash_key="batch-inference1", categorize=False))
-
-    def seen(self, ids: np.ndarray) -> np.ndarray:
-        """Mask of `ids` already added (by an earlier call of `add`)."""
-        low, high = self._hashes(ids)
-        found = np.zeros(len(ids), dtype=bool)
-        if not len(self._low):
-            return found
-        start = np.searchsorted(self._low, low, side="left")
-        stop = np.searchsorted(self._low, low, side="right")
-        for i in np.flatnonzero(stop > start):  # equal low halves: rare, compare the high halves
-            found[i] = bool((self._high[start[i]:stop[i]] == high[i]).any())
-        return found
-
-    def add(self, ids: np.ndarray) -> None:
-        low, high = self._hashes(ids)
-        low, high = np.concatenate([self._low, low]), np.concatenate([self._high, high])
-        order = np.argsort(low, kind="stable")
-        self._low, self._high = low[order], high[order]
-
-
 def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
                 event_time: str | None = None, date: str | None = None,
                 tolerance: dt.timedelta = dt.timedelta(0),
-                seen: SeenKeys | None = None) -> tuple[pa.Table, pa.Table]:
+                later: np.ndarray | None = None) -> tuple[pa.Table, pa.Table]:
     """Split rows into (valid, quarantined-with-reason); every input row lands in exactly one.
 
     In order: text that is not valid UTF-8 (any text column), the key (null, empty, a later
     duplicate; the first occurrence is kept), the event time (outside the partition's day by more
-    than `tolerance`), then the row rules of `rules`, a pandera DataFrameModel. With `seen`, the
-    keys of earlier batches of the same file count as earlier occurrences, and this batch's are added.
+    than `tolerance`), then the row rules of `rules`, a pandera DataFrameModel. With `later` (a batch
+    of a file: the mask of its rows whose key repeats an earlier row of the file, see `screen_batches`),
+    duplicates are taken from it instead of found among the batch's rows.
     """
     table, reasons = screen_utf8(table)
 
@@ -248,13 +216,10 @@ def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
         empty = pc.equal(pc.utf8_length(pc.fill_null(ids, "")), 0).to_numpy(zero_copy_only=False)
         flag(empty & ~null_id, f"empty {key}")
     live = np.flatnonzero(reasons == None)  # noqa: E711 - duplicates among rows not yet quarantined
-    live_ids = pd.Series(ids.take(pa.array(live)).to_numpy(zero_copy_only=False), dtype=object)
+    live_ids = pd.Series(ids.take(pa.array(live)).to_numpy(zero_copy_only=False) if later is None else [],
+                         dtype=object)
     dup = np.zeros(len(reasons), dtype=bool)
-    later = live_ids.duplicated().to_numpy()
-    if seen is not None:
-        later |= seen.seen(live_ids.to_numpy())
-        seen.add(live_ids[~later].to_numpy())
-    dup[live[later]] = True
+    dup[live[live_ids.duplicated().to_numpy()] if later is None else live[later[live]]] = True
     flag(dup, f"duplicate {key}")
     if event_time is not None and date is not None:
         day = dt.datetime.combine(dt.date.fromisoformat(date), dt.time(), tzinfo=dt.UTC)
@@ -275,15 +240,54 @@ def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
     return valid, quarantine_rows(table.filter(pa.array(bad)), reasons[bad].tolist(), stage, key)
 
 
-def screen_batches(batches: Iterable[pa.Table], rules, stage: str, key: str = "record_id",
+def _live_keys(table: pa.Table, key: str, first_row: int) -> pa.Table:
+    """(row, key) of the rows whose key may be judged for duplicates: valid UTF-8 in every text column, a
+    key neither null nor empty (the rows `screen_rows` compares keys among)."""
+    table, reasons = screen_utf8(table)
+    ids = table.column(key)
+    live = (reasons == None) & ~pc.is_null(ids).to_numpy(zero_copy_only=False)  # noqa: E711
+    if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
+        live &= pc.fill_null(pc.greater(pc.utf8_length(ids), 0), False).to_numpy(zero_copy_only=False)
+    rows = np.arange(first_row, first_row + table.num_rows, dtype=np.int64)
+    return pa.table({"row": rows[live], "key": ids.filter(pa.array(live))})
+
+
+def later_duplicates(landing: LandingFile, key: str, rows: int = BATCH_ROWS) -> np.ndarray:
+    """Sorted row numbers of the file's rows whose key repeats an earlier judged row's: a first pass writes
+    the keys to a temporary file and DuckDB finds the repeats in bounded memory (spilling to disk)."""
+    from batch_inference.bounded_duckdb import bounded_connection, quoted
+
+    with tempfile.TemporaryDirectory(prefix="bi-keys-") as tmp:
+        path, writer, first_row = os.path.join(tmp, "keys.parquet"), None, 0
+        for batch in landing.batches(rows):
+            keys = _live_keys(batch, key, first_row)
+            first_row += batch.num_rows
+            writer = writer or pq.ParquetWriter(path, keys.schema)
+            writer.write_table(keys)
+        if writer is None:
+            return np.zeros(0, np.int64)
+        writer.close()
+        with bounded_connection() as con:
+            keys = f"read_parquet({quoted(path)})"
+            sql = (f"SELECT k.row FROM {keys} AS k JOIN (SELECT key, min(row) AS first FROM {keys} "  # noqa: S608
+                   "GROUP BY key HAVING count(*) > 1) AS d USING (key) WHERE k.row > d.first ORDER BY k.row")
+            found = con.execute(sql).fetchnumpy()["row"]
+    return np.asarray(found, dtype=np.int64)
+
+
+def screen_batches(landing: LandingFile, rules, stage: str, key: str = "record_id",
                    event_time: str | None = None, date: str | None = None,
-                   tolerance: dt.timedelta = dt.timedelta(0)) -> Iterator[tuple[pa.Table, pa.Table]]:
-    """`screen_rows` over a file's batches, one (valid, quarantined) pair each: the same split as one
-    `screen_rows` over the whole file (a key repeated in a later batch is a duplicate), in bounded memory."""
-    seen = SeenKeys()
-    for batch in batches:
+                   tolerance: dt.timedelta = dt.timedelta(0),
+                   rows: int = BATCH_ROWS) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """`screen_rows` over a landing file, batch by batch, one (valid, quarantined) pair each: the same split
+    as one `screen_rows` over the whole file (a key repeated in a later batch is a duplicate), in memory
+    that does not grow with the file. Two passes: the keys first (`later_duplicates`), then the rows."""
+    repeats, first_row = later_duplicates(landing, key, rows), 0
+    for batch in landing.batches(rows):
+        numbers = np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)
+        first_row += batch.num_rows
         yield screen_rows(batch, rules, stage, key=key, event_time=event_time, date=date, tolerance=tolerance,
-                          seen=seen)
+                          later=np.isin(numbers, repeats))
 
 
 def quarantine_rows(rows: pa.Table, reasons: list[str], stage: str, key: str = "record_id") -> pa.Table:

@@ -4,7 +4,6 @@ group, completeness over files, publish by file copy."""
 
 import datetime as dt
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -16,7 +15,6 @@ from batch_inference.defs.card_fraud.schemas import TransactionsSchema
 from batch_inference.defs.card_fraud.vocabulary import TRANSACTION_SCHEMA
 from batch_inference.features import copy_feature_sql
 from batch_inference.ingest import (
-    SeenKeys,
     open_landing_file,
     read_landing_file,
     read_landing_ids,
@@ -56,7 +54,7 @@ def test_a_file_screened_batch_by_batch_is_split_exactly_as_a_whole_read(tmp_pat
                                          "transactions", **kwargs)
     landing = open_landing_file(FS, path, TRANSACTION_SCHEMA)
     assert landing.num_rows == 5_000
-    pairs = list(screen_batches(landing.batches(rows=700), TransactionsSchema, "transactions", **kwargs))
+    pairs = list(screen_batches(landing, TransactionsSchema, "transactions", rows=700, **kwargs))
     assert len(pairs) == 8  # several batches, cutting across row groups
     valid = pa.concat_tables(v for v, _ in pairs)
     bad = pa.concat_tables(b for _, b in pairs)
@@ -67,14 +65,6 @@ def test_a_file_screened_batch_by_batch_is_split_exactly_as_a_whole_read(tmp_pat
     assert any(r.startswith("event_time: ") or "outside the partition's day" in r for r in reasons)
     assert valid.num_rows + bad.num_rows == 5_000
     assert pc.count_distinct(valid.column("record_id")).as_py() == valid.num_rows
-
-
-def test_seen_keys_finds_keys_of_earlier_batches_only():
-    seen = SeenKeys()
-    first = np.array(["a", "b", "c"], dtype=object)
-    assert not seen.seen(first).any()
-    seen.add(first)
-    assert seen.seen(np.array(["c", "d", "a", "e"], dtype=object)).tolist() == [True, False, True, False]
 
 
 def test_features_copied_by_duckdb_equal_the_in_memory_query(tmp_path):

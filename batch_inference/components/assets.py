@@ -80,7 +80,7 @@ def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
         # screened: a bad file fails here and nothing is written.
         with classified_errors(RUNBOOKS["F2"]):
             landing = open_landing_file(fs, path, p.arrow_schema, root=root)
-            batches = screen_batches(landing.batches(), p.rules, stage=p.spec.input.asset, key=p.spec.input.key,
+            batches = screen_batches(landing, p.rules, stage=p.spec.input.asset, key=p.spec.input.key,
                                      event_time=p.spec.input.event_time, date=date,
                                      tolerance=dt.timedelta(hours=p.spec.input.event_time_tolerance_hours))
             with store.writer(p.spec.input.asset, date, landing.schema) as valid_out, \
@@ -97,6 +97,7 @@ def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
                     if p.spec.input.event_time and valid.num_rows:
                         batch_newest = pc.max(valid.column(p.spec.input.event_time)).as_py()
                         newest = max(newest, batch_newest) if newest and batch_newest else newest or batch_newest
+            landing.close()
         uri = store.uri_of(store.partition_file(p.spec.input.asset, date))
         seconds = time.perf_counter() - started
         if quarantined_rows:
