@@ -15,6 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -33,13 +36,15 @@ QUARANTINE_SCHEMA = pa.schema([
     ("original", pa.string()),
 ])
 
-__all__ = ["OUT_OF_DAY", "QUARANTINE_SCHEMA", "BadInputFileError", "escape_invalid_utf8", "quarantine_rows",
-           "read_landing_file", "screen_rows", "screen_utf8"]
+__all__ = ["OUT_OF_DAY", "QUARANTINE_SCHEMA", "BadInputFileError", "LandingFile", "escape_invalid_utf8",
+           "open_landing_file", "quarantine_rows", "read_landing_file", "screen_batches", "screen_rows",
+           "screen_utf8"]
 
 OUT_OF_DAY = "outside the partition's day"  # in the reason of a row whose event time is not the file's day
 INVALID_UTF8 = "invalid UTF-8"
 _VALIDATE_ROWS = 8192  # text is validated in slices; only a slice that fails is decoded value by value
 _SHOWN_CHARS = 60
+BATCH_ROWS = 65_536  # landing rows conformed and screened at a time: ingest memory follows this, not the day
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -126,8 +131,7 @@ def _refuse_symlink(fs: pafs.FileSystem, path: str, root: str | None) -> None:
             raise BadInputFileError(f"landing file {path} resolves outside the landing root {root}")
 
 
-def read_landing_file(fs: pafs.FileSystem, path: str, schema: pa.Schema, root: str | None = None) -> pa.Table:
-    """Read a landing file and conform it strictly to `schema`, naming the file and problem on failure."""
+def _open_parquet(fs: pafs.FileSystem, path: str, root: str | None) -> pq.ParquetFile:
     _refuse_symlink(fs, path, root)
     info = fs.get_file_info(path)
     if info.type != pafs.FileType.File:
@@ -135,21 +139,70 @@ def read_landing_file(fs: pafs.FileSystem, path: str, schema: pa.Schema, root: s
     if info.size == 0:
         raise BadInputFileError(f"landing file {path} is empty (0 bytes), not a Parquet file")
     try:
-        with fs.open_input_file(path) as handle:
-            table = pq.read_table(handle)
+        return pq.ParquetFile(fs.open_input_file(path), pre_buffer=False, buffer_size=1 << 20)
     except (pa.ArrowInvalid, OSError) as exc:
         raise BadInputFileError(f"landing file {path} is not a readable Parquet file: {exc}") from None
+
+
+@dataclass
+class LandingFile:
+    """An open landing file, read batch by batch, each batch conformed strictly to `schema`."""
+
+    path: str
+    parquet: pq.ParquetFile
+    schema: pa.Schema  # the conformed schema every batch has
+
+    @property
+    def num_rows(self) -> int:
+        return self.parquet.metadata.num_rows
+
+    def batches(self, rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
+        """Conformed batches of at most `rows` rows; a file problem names the file, as a whole read would."""
+        reader = self.parquet.iter_batches(batch_size=rows)
+        while True:
+            try:
+                batch = next(reader)
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise BadInputFileError(f"landing file {self.path} is not a readable Parquet file: {exc}") from None
+            yield conform_table(pa.Table.from_batches([batch]), self.schema, self.path)
+
+    def close(self) -> None:
+        self.parquet.close(force=True)
+
+
+def open_landing_file(fs: pafs.FileSystem, path: str, schema: pa.Schema, root: str | None = None) -> LandingFile:
+    """Open a landing file for streaming; file-level problems (missing column, a type that cannot be
+    converted) fail here, before a row is read."""
+    parquet = _open_parquet(fs, path, root)
+    conform_table(parquet.schema_arrow.empty_table(), schema, path)
+    return LandingFile(path, parquet, schema)
+
+
+def read_landing_file(fs: pafs.FileSystem, path: str, schema: pa.Schema, root: str | None = None) -> pa.Table:
+    """Read a whole landing file and conform it strictly to `schema`, naming the file and problem on failure."""
+    parquet = _open_parquet(fs, path, root)
+    try:
+        table = parquet.read()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise BadInputFileError(f"landing file {path} is not a readable Parquet file: {exc}") from None
+    finally:
+        parquet.close(force=True)
     return conform_table(table, schema, path)
 
 
 def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
                 event_time: str | None = None, date: str | None = None,
-                tolerance: dt.timedelta = dt.timedelta(0)) -> tuple[pa.Table, pa.Table]:
+                tolerance: dt.timedelta = dt.timedelta(0),
+                later: np.ndarray | None = None) -> tuple[pa.Table, pa.Table]:
     """Split rows into (valid, quarantined-with-reason); every input row lands in exactly one.
 
     In order: text that is not valid UTF-8 (any text column), the key (null, empty, a later
     duplicate; the first occurrence is kept), the event time (outside the partition's day by more
-    than `tolerance`), then the row rules of `rules`, a pandera DataFrameModel.
+    than `tolerance`), then the row rules of `rules`, a pandera DataFrameModel. With `later` (a batch
+    of a file: the mask of its rows whose key repeats an earlier row of the file, see `screen_batches`),
+    duplicates are taken from it instead of found among the batch's rows.
     """
     table, reasons = screen_utf8(table)
 
@@ -163,9 +216,10 @@ def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
         empty = pc.equal(pc.utf8_length(pc.fill_null(ids, "")), 0).to_numpy(zero_copy_only=False)
         flag(empty & ~null_id, f"empty {key}")
     live = np.flatnonzero(reasons == None)  # noqa: E711 - duplicates among rows not yet quarantined
-    live_ids = pd.Series(ids.take(pa.array(live)).to_numpy(zero_copy_only=False), dtype=object)
+    live_ids = pd.Series(ids.take(pa.array(live)).to_numpy(zero_copy_only=False) if later is None else [],
+                         dtype=object)
     dup = np.zeros(len(reasons), dtype=bool)
-    dup[live[live_ids.duplicated().to_numpy()]] = True
+    dup[live[live_ids.duplicated().to_numpy()] if later is None else live[later[live]]] = True
     flag(dup, f"duplicate {key}")
     if event_time is not None and date is not None:
         day = dt.datetime.combine(dt.date.fromisoformat(date), dt.time(), tzinfo=dt.UTC)
@@ -184,6 +238,56 @@ def screen_rows(table: pa.Table, rules, stage: str, key: str = "record_id",
     bad = reasons != None  # noqa: E711
     valid = table.filter(pa.array(~bad))
     return valid, quarantine_rows(table.filter(pa.array(bad)), reasons[bad].tolist(), stage, key)
+
+
+def _live_keys(table: pa.Table, key: str, first_row: int) -> pa.Table:
+    """(row, key) of the rows whose key may be judged for duplicates: valid UTF-8 in every text column, a
+    key neither null nor empty (the rows `screen_rows` compares keys among)."""
+    table, reasons = screen_utf8(table)
+    ids = table.column(key)
+    live = (reasons == None) & ~pc.is_null(ids).to_numpy(zero_copy_only=False)  # noqa: E711
+    if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
+        live &= pc.fill_null(pc.greater(pc.utf8_length(ids), 0), False).to_numpy(zero_copy_only=False)
+    rows = np.arange(first_row, first_row + table.num_rows, dtype=np.int64)
+    return pa.table({"row": rows[live], "key": ids.filter(pa.array(live))})
+
+
+def later_duplicates(landing: LandingFile, key: str, rows: int = BATCH_ROWS) -> np.ndarray:
+    """Sorted row numbers of the file's rows whose key repeats an earlier judged row's: a first pass writes
+    the keys to a temporary file and DuckDB finds the repeats in bounded memory (spilling to disk)."""
+    from batch_inference.bounded_duckdb import bounded_connection, quoted
+
+    with tempfile.TemporaryDirectory(prefix="bi-keys-") as tmp:
+        path, writer, first_row = os.path.join(tmp, "keys.parquet"), None, 0
+        for batch in landing.batches(rows):
+            keys = _live_keys(batch, key, first_row)
+            first_row += batch.num_rows
+            writer = writer or pq.ParquetWriter(path, keys.schema)
+            writer.write_table(keys)
+        if writer is None:
+            return np.zeros(0, np.int64)
+        writer.close()
+        with bounded_connection() as con:
+            keys = f"read_parquet({quoted(path)})"
+            sql = (f"SELECT k.row FROM {keys} AS k JOIN (SELECT key, min(row) AS first FROM {keys} "  # noqa: S608
+                   "GROUP BY key HAVING count(*) > 1) AS d USING (key) WHERE k.row > d.first ORDER BY k.row")
+            found = con.execute(sql).fetchnumpy()["row"]
+    return np.asarray(found, dtype=np.int64)
+
+
+def screen_batches(landing: LandingFile, rules, stage: str, key: str = "record_id",
+                   event_time: str | None = None, date: str | None = None,
+                   tolerance: dt.timedelta = dt.timedelta(0),
+                   rows: int = BATCH_ROWS) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """`screen_rows` over a landing file, batch by batch, one (valid, quarantined) pair each: the same split
+    as one `screen_rows` over the whole file (a key repeated in a later batch is a duplicate), in memory
+    that does not grow with the file. Two passes: the keys first (`later_duplicates`), then the rows."""
+    repeats, first_row = later_duplicates(landing, key, rows), 0
+    for batch in landing.batches(rows):
+        numbers = np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)
+        first_row += batch.num_rows
+        yield screen_rows(batch, rules, stage, key=key, event_time=event_time, date=date, tolerance=tolerance,
+                          later=np.isin(numbers, repeats))
 
 
 def quarantine_rows(rows: pa.Table, reasons: list[str], stage: str, key: str = "record_id") -> pa.Table:
@@ -206,13 +310,29 @@ def quarantine_rows(rows: pa.Table, reasons: list[str], stage: str, key: str = "
     )
 
 
-def read_landing_ids(fs: pafs.FileSystem, path: str, key: str = "record_id") -> pa.ChunkedArray:
-    """Only the key column of a landing file (for completeness accounting), as strings; an invalid
-    UTF-8 key is escaped exactly as its quarantine record names it."""
-    with fs.open_input_file(path) as handle:
-        ids = pq.read_table(handle, columns=[key]).column(key)
+def write_landing_ids(fs: pafs.FileSystem, path: str, key: str, target: str) -> str:
+    """Copy the key column of a landing file to the local Parquet file `target` (one text column `record_id`,
+    each value as `read_landing_ids` gives it), row group by row group; returns `target`."""
+    schema = pa.schema([("record_id", pa.string())])
+    with fs.open_input_file(path) as handle, pq.ParquetWriter(target, schema) as writer:
+        parquet = pq.ParquetFile(handle, pre_buffer=False, buffer_size=1 << 20)
+        for group in range(parquet.num_row_groups):
+            ids = _landing_key_text(parquet.read_row_group(group, columns=[key]).column(key))
+            writer.write_table(pa.table({"record_id": ids}, schema=schema))
+    return target
+
+
+def _landing_key_text(ids: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_dictionary(ids.type):
         ids = ids.cast(ids.type.value_type)
     if ids.type in TEXT_OF_BINARY:
         ids = binary_as_text(ids)
     return escape_invalid_utf8(ids)[0].cast(pa.string())
+
+
+def read_landing_ids(fs: pafs.FileSystem, path: str, key: str = "record_id") -> pa.ChunkedArray:
+    """Only the key column of a landing file (for completeness accounting), as strings; an invalid
+    UTF-8 key is escaped exactly as its quarantine record names it."""
+    with fs.open_input_file(path) as handle:
+        ids = pq.read_table(handle, columns=[key]).column(key)
+    return _landing_key_text(ids)

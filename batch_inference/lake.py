@@ -124,6 +124,27 @@ class Lake:
                 f"no {asset} partition for {date} at {self.uri_of(path)}"
             ) from None
 
+    def num_rows(self, asset: str, date: str, part: str = PART_NAME) -> int:
+        """Rows of a committed partition, from its footer."""
+        parquet_file = self.parquet_file(asset, date, part)
+        try:
+            return parquet_file.metadata.num_rows
+        finally:
+            parquet_file.close(force=True)
+
+    def distinct(self, asset: str, date: str, column: str, part: str = PART_NAME) -> list:
+        """The distinct values of one column of a partition, in order of first appearance, read row group
+        by row group."""
+        parquet_file = self.parquet_file(asset, date, part)
+        found: dict = {}
+        try:
+            for group in range(parquet_file.num_row_groups):
+                values = parquet_file.read_row_group(group, columns=[column]).column(column)
+                found.update(dict.fromkeys(values.unique().to_pylist()))
+        finally:
+            parquet_file.close(force=True)
+        return list(found)
+
     def read(self, asset: str, date: str, columns: list[str] | None = None,
              part: str = PART_NAME) -> pa.Table:
         """A whole committed partition (or some columns); the file is closed when read."""
@@ -147,22 +168,51 @@ class Lake:
         Locally the file is written beside its final name and renamed; for S3 it is written to
         a local temporary file and uploaded in one piece (an object is visible only once whole).
         """
+        with self.atomic_path(final) as staging:
+            writer = pq.ParquetWriter(staging, schema, compression="zstd")
+            try:
+                yield writer
+            finally:
+                writer.close()
+
+    @contextlib.contextmanager
+    def atomic_path(self, final: str) -> Iterator[str]:
+        """A local staging path for a file that another writer (DuckDB's COPY, a copy) fills; committed
+        to `final` only if the block exits cleanly, removed otherwise."""
         if self.is_local:
             self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
             staging = f"{final}.{uuid.uuid4().hex}{TMP_SUFFIX}"
         else:
             fd, staging = tempfile.mkstemp(suffix=".parquet" + TMP_SUFFIX)
             os.close(fd)
-        writer = pq.ParquetWriter(staging, schema, compression="zstd")
         try:
-            yield writer
-            writer.close()
+            yield staging
             self.commit_file(staging, final)
         finally:
-            with contextlib.suppress(Exception):
-                writer.close()
             with contextlib.suppress(FileNotFoundError):
                 os.remove(staging)
+
+    @contextlib.contextmanager
+    def partition_path(self, asset: str, date: str, part: str = PART_NAME) -> Iterator[str]:
+        """`atomic_path` for a partition: a local path to fill; the partition appears when the block exits."""
+        with self.atomic_path(self.partition_file(asset, date, part)) as staging:
+            yield staging
+
+    def local_path(self, asset: str, date: str, part: str = PART_NAME) -> str | None:
+        """A committed partition's path on local disk (for DuckDB to read directly), or None on S3."""
+        return self.partition_file(asset, date, part) if self.is_local else None
+
+    def copy(self, asset: str, date: str, target: str, part: str = PART_NAME) -> str:
+        """Publish a committed partition as `target`'s partition of the same day, byte for byte, streamed
+        (never read into memory); it appears atomically. Returns the committed URI."""
+        source = self.partition_file(asset, date, part)
+        if not self.exists(asset, date, part):
+            raise PartitionMissingError(f"no {asset} partition for {date} at {self.uri_of(source)}")
+        final = self.partition_file(target, date, part)
+        with self.atomic_path(final) as staging:
+            pafs.copy_files(source, staging, source_filesystem=self.fs,
+                            destination_filesystem=pafs.LocalFileSystem())
+        return self.uri_of(final)
 
     def commit_file(self, local_source: str, final: str) -> None:
         """Make a finished local file visible at `final` in one atomic step."""

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from batch_inference import serving
 from batch_inference.components.checks import schema_check_specs, schema_checks, upstream_check_names
@@ -30,7 +31,9 @@ from batch_inference.components.pipeline import LEDGER, QUARANTINE, Pipeline
 from batch_inference.components.promotion import cut_evaluation_set, evaluate_and_place, evaluation_store
 from batch_inference.components.scoring import open_session, score_day
 from batch_inference.failures import RUNBOOKS
-from batch_inference.ingest import read_landing_file, screen_rows
+from batch_inference.features import copy_feature_sql
+from batch_inference.ingest import QUARANTINE_SCHEMA, open_landing_file, screen_batches
+from batch_inference.lake import ROW_GROUP_ROWS
 from batch_inference.observability import (
     freshness_lag_seconds,
     partition_start_timestamp,
@@ -70,26 +73,43 @@ def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
         started = time.perf_counter()
         fs, root = lake.landing()
         path = lake.landing_path(p.spec.input.landing_entity, date)
-        with classified_errors(RUNBOOKS["F2"]):  # a bad file fails here, before anything is written
-            table = read_landing_file(fs, path, p.arrow_schema, root=root)
-            valid, rejected = screen_rows(table, p.rules, stage=p.spec.input.asset, key=p.spec.input.key,
-                                          event_time=p.spec.input.event_time, date=date,
-                                          tolerance=dt.timedelta(hours=p.spec.input.event_time_tolerance_hours))
         store = p.lake(lake)
-        uri = store.write(p.spec.input.asset, date, valid)
-        store.write(QUARANTINE, date, rejected, part=quarantine_part(p.spec.input.asset))
+        landing_rows = valid_rows = quarantined_rows = 0
+        first_reason, newest = None, None
+        # Streamed batch by batch into the two partitions, committed together once the whole file is
+        # screened: a bad file fails here and nothing is written.
+        with classified_errors(RUNBOOKS["F2"]):
+            landing = open_landing_file(fs, path, p.arrow_schema, root=root)
+            batches = screen_batches(landing, p.rules, stage=p.spec.input.asset, key=p.spec.input.key,
+                                     event_time=p.spec.input.event_time, date=date,
+                                     tolerance=dt.timedelta(hours=p.spec.input.event_time_tolerance_hours))
+            with store.writer(p.spec.input.asset, date, landing.schema) as valid_out, \
+                    store.writer(QUARANTINE, date, QUARANTINE_SCHEMA,
+                                 part=quarantine_part(p.spec.input.asset)) as rejected_out:
+                for valid, rejected in batches:
+                    landing_rows += valid.num_rows + rejected.num_rows
+                    valid_rows, quarantined_rows = valid_rows + valid.num_rows, quarantined_rows + rejected.num_rows
+                    if valid.num_rows:
+                        valid_out.write_table(valid, row_group_size=ROW_GROUP_ROWS)
+                    if rejected.num_rows:
+                        rejected_out.write_table(rejected)
+                        first_reason = first_reason or rejected.column("reason")[0]
+                    if p.spec.input.event_time and valid.num_rows:
+                        batch_newest = pc.max(valid.column(p.spec.input.event_time)).as_py()
+                        newest = max(newest, batch_newest) if newest and batch_newest else newest or batch_newest
+            landing.close()
+        uri = store.uri_of(store.partition_file(p.spec.input.asset, date))
         seconds = time.perf_counter() - started
-        if rejected.num_rows:
-            context.log.warning(f"{p.name} {date}: quarantined {rejected.num_rows} of {table.num_rows} landing "
-                                f"rows, e.g. {rejected.column('reason')[0]}")
+        if quarantined_rows:
+            context.log.warning(f"{p.name} {date}: quarantined {quarantined_rows} of {landing_rows} landing "
+                                f"rows, e.g. {first_reason}")
         metadata = {
-            "rows": valid.num_rows, "landing_rows": table.num_rows, "quarantined_rows": rejected.num_rows,
+            "rows": valid_rows, "landing_rows": landing_rows, "quarantined_rows": quarantined_rows,
             "duration_seconds": round(seconds, 3),
-            "rows_per_second": round(table.num_rows / seconds, 1) if seconds else 0.0,
+            "rows_per_second": round(landing_rows / seconds, 1) if seconds else 0.0,
             "landing_file": dg.MetadataValue.path(path), "path": dg.MetadataValue.path(uri),
         }
-        if p.spec.input.event_time and valid.num_rows:
-            newest = pc.max(valid.column(p.spec.input.event_time)).as_py()
+        if p.spec.input.event_time and valid_rows:
             metadata["newest_event_time"] = newest.isoformat() if newest else ""
         return metadata
 
@@ -116,14 +136,26 @@ def build_features_asset(p: Pipeline) -> dg.AssetsDefinition:
     def _compute(lake: LakeResource, date: str) -> dict:
         started = time.perf_counter()
         reader = p.lake(lake) if p.upstream_key is None else lake.lake(p.upstream_key.path[0])
-        with classified_errors():
-            table = p.feature_fn(reader.read(source, date))
-        uri = p.lake(lake).write(p.spec.features.asset, date, table, row_group_rows=p.spec.features.row_group_rows)
+        store, asset, row_groups = p.lake(lake), p.spec.features.asset, p.spec.features.row_group_rows
+        local_input = reader.local_path(source, date)
+        if p.spec.features.sql and local_input is not None and store.is_local:
+            # Streamed: DuckDB reads the input file and COPYs the features to the partition, in bounded memory.
+            if not reader.exists(source, date):
+                reader.parquet_file(source, date)  # raises the lake's "no partition" error
+            with classified_errors(), store.partition_path(asset, date) as staging:
+                rows = copy_feature_sql(p.feature_sql, local_input, staging, row_groups)
+            uri = store.uri_of(store.partition_file(asset, date))
+            columns = len(pq.read_schema(store.partition_file(asset, date)).names)
+        else:
+            with classified_errors():
+                table = p.feature_fn(reader.read(source, date))
+            uri = store.write(asset, date, table, row_group_rows=row_groups)
+            rows, columns = table.num_rows, table.num_columns
         seconds = time.perf_counter() - started
         return {
-            "rows": table.num_rows, "feature_count": table.num_columns - 1,
+            "rows": rows, "feature_count": columns - 1,
             "duration_seconds": round(seconds, 3),
-            "rows_per_second": round(table.num_rows / seconds, 1) if seconds else 0.0,
+            "rows_per_second": round(rows / seconds, 1) if seconds else 0.0,
             "path": dg.MetadataValue.path(uri),
         }
 
@@ -279,13 +311,13 @@ def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDef
         started = time.perf_counter()
         with span("publish", pipeline=p.name, partition=date, asset=p.spec.serving.asset):
             store = p.lake(lake)
-            table = store.read(p.spec.scoring.asset, date)
-            uri = store.write(p.spec.serving.asset, date, table)
+            uri = store.copy(p.spec.scoring.asset, date, p.spec.serving.asset)  # streamed, byte for byte
+            rows = store.num_rows(p.spec.serving.asset, date)
             views = (serving.write_views_sql(warehouse.views_path, lake.lake_uri)
                      if store.is_local and warehouse.views_path else [])
         published = dt.datetime.now(dt.UTC)
         metadata = {
-            "rows": table.num_rows, "view": f"{p.name}.{p.spec.serving.asset}", "path": dg.MetadataValue.path(uri),
+            "rows": rows, "view": f"{p.name}.{p.spec.serving.asset}", "path": dg.MetadataValue.path(uri),
             "published_at": published.isoformat(), "views": len(views),
             "checks_verified": ", ".join(gate.checks), "predictions_run_id": gate.run_id,
             "duration_seconds": round(time.perf_counter() - started, 3),

@@ -8,7 +8,9 @@ in any later one (the serving asset verifies them against the latest materializa
 
 import contextlib
 import dataclasses
+import tempfile
 import warnings
+from collections.abc import Iterator, Mapping
 
 import dagster as dg
 import numpy as np
@@ -17,13 +19,20 @@ import pyarrow as pa
 from batch_inference.components.partition_scope import DayChecks, check_each_day, scope_of
 from batch_inference.components.pipeline import QUARANTINE, Pipeline
 from batch_inference.failures import runbook_for_check
-from batch_inference.ingest import read_landing_ids
+from batch_inference.ingest import read_landing_ids, write_landing_ids
+from batch_inference.lake import Lake
 from batch_inference.observability import push_check_metrics
 from batch_inference.plugins.loading import load_object
-from batch_inference.quality.completeness import check_completeness, check_volume, count_out_of_day
+from batch_inference.quality.completeness import (
+    CompletenessReport,
+    check_completeness,
+    check_completeness_files,
+    check_volume,
+    count_out_of_day,
+)
 from batch_inference.quality.drift import ALERT, FEATURE, WARN, DriftThresholds, compare, drift_columns
 from batch_inference.quality.reference import same_weekday_reference
-from batch_inference.quality.schema_validation import validate
+from batch_inference.quality.schema_validation import validate_parquet
 from batch_inference.resources import (
     LakeResource,
     ModelRegistryResource,
@@ -44,8 +53,12 @@ def prediction_check_names(p: Pipeline) -> list[str]:
     return [check_name(p, p.spec.scoring.asset, k) for k in (SCHEMA, COMPLETENESS, DRIFT, MODEL_VERSION)]
 
 
-def _schema_result(schema, table: pa.Table) -> dg.AssetCheckResult:
-    report = validate(schema, table)
+def _schema_result(schema, store: Lake, asset: str, date: str) -> dg.AssetCheckResult:
+    parquet = store.parquet_file(asset, date)  # validated row group by row group
+    try:
+        report = validate_parquet(schema, parquet, store.local_path(asset, date))
+    finally:
+        parquet.close(force=True)
     metadata = {"rows": report.rows, "schema": schema.Config.name, "failure_count": report.failure_count,
                 "failing_columns": ", ".join(report.failing_columns) or "none"}
     if not report.passed:
@@ -71,7 +84,7 @@ def schema_checks(p: Pipeline, asset: str, schema, lake: LakeResource) -> DayChe
     if schema is None:
         return None
     key = dg.AssetCheckKey(p.key(asset), check_name(p, asset, SCHEMA))
-    return lambda day: [(key, _schema_result(schema, p.lake(lake).read(asset, day)))]
+    return lambda day: [(key, _schema_result(schema, p.lake(lake), asset, day))]
 
 
 def upstream_check_names(p: Pipeline) -> dict[dg.AssetKey, list[str]]:
@@ -86,23 +99,25 @@ def upstream_check_names(p: Pipeline) -> dict[dg.AssetKey, list[str]]:
 
 def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckResult:
     store = p.lake(lake)
-    by_stage, quarantined, out_of_day = {}, [], 0
+    by_stage, quarantine_parts, out_of_day = {}, [], 0
     for stage in (p.spec.input.asset, p.spec.scoring.asset):
         part = f"part-{stage}.parquet"
-        rows = (store.read(QUARANTINE, date, ["record_id", "reason"], part=part) if store.exists(QUARANTINE, date, part)
-                else pa.table({"record_id": pa.array([], pa.string()), "reason": pa.array([], pa.string())}))
-        by_stage[f"quarantined_at_{stage}"] = rows.num_rows
-        quarantined.append(rows.column("record_id").combine_chunks())
-        out_of_day += count_out_of_day(rows.column("reason"))
-    if p.upstream_key is None:
-        fs, _ = lake.landing()
-        landing = read_landing_ids(fs, lake.landing_path(p.spec.input.landing_entity, date), p.spec.input.key)
+        rows = 0
+        if store.exists(QUARANTINE, date, part):
+            quarantine_parts.append(part)
+            parquet = store.parquet_file(QUARANTINE, date, part)
+            try:
+                for group in range(parquet.num_row_groups):  # reasons row group by row group
+                    reasons = parquet.read_row_group(group, columns=["reason"]).column("reason")
+                    rows += len(reasons)
+                    out_of_day += count_out_of_day(reasons)
+            finally:
+                parquet.close(force=True)
+        by_stage[f"quarantined_at_{stage}"] = rows
+    if store.is_local and (p.upstream_key is None or lake.lake(p.upstream_key.path[0]).is_local):
+        report = _completeness_of_files(p, date, lake, store, quarantine_parts)
     else:
-        upstream = lake.lake(p.upstream_key.path[0])
-        key = p.spec.input.key
-        landing = upstream.read(p.upstream_key.path[-1], date, [key]).column(key).cast(pa.string())
-    report = check_completeness(landing, store.read(p.spec.scoring.asset, date, [p.row_key]).column(p.row_key),
-                                pa.concat_arrays(quarantined))
+        report = _completeness_in_memory(p, date, lake, store, quarantine_parts)
     volume = check_volume(report, out_of_day, p.spec.quality.max_quarantine_share)
     metadata = {
         "landing_rows": report.landing_rows, "scored_rows": report.scored_rows,
@@ -114,6 +129,39 @@ def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckRe
     if not (report.passed and volume.passed):
         metadata["runbook"] = runbook_for_check(COMPLETENESS)
     return dg.AssetCheckResult(passed=report.passed and volume.passed, metadata=metadata)
+
+
+def _completeness_of_files(p: Pipeline, date: str, lake: LakeResource, store: Lake,
+                           quarantine_parts: list[str]) -> CompletenessReport:
+    """Completeness by DuckDB over the partition files themselves: memory does not grow with the day."""
+    key = p.spec.input.key
+    with tempfile.TemporaryDirectory(prefix="bi-completeness-") as tmp:
+        if p.upstream_key is None:
+            fs, _ = lake.landing()
+            landing_ids = write_landing_ids(fs, lake.landing_path(p.spec.input.landing_entity, date), key,
+                                            f"{tmp}/landing-ids.parquet")
+            landing = [(landing_ids, "record_id")]
+        else:
+            landing = [(lake.lake(p.upstream_key.path[0]).partition_file(p.upstream_key.path[-1], date), key)]
+        return check_completeness_files(
+            landing, [(store.partition_file(p.spec.scoring.asset, date), p.row_key)],
+            [(store.partition_file(QUARANTINE, date, part), "record_id") for part in quarantine_parts])
+
+
+def _completeness_in_memory(p: Pipeline, date: str, lake: LakeResource, store: Lake,
+                            quarantine_parts: list[str]) -> CompletenessReport:
+    """Completeness of ids read into memory (a lake on S3)."""
+    quarantined = [store.read(QUARANTINE, date, ["record_id"], part=part).column("record_id").combine_chunks()
+                   for part in quarantine_parts] or [pa.array([], pa.string())]
+    if p.upstream_key is None:
+        fs, _ = lake.landing()
+        landing = read_landing_ids(fs, lake.landing_path(p.spec.input.landing_entity, date), p.spec.input.key)
+    else:
+        upstream = lake.lake(p.upstream_key.path[0])
+        key = p.spec.input.key
+        landing = upstream.read(p.upstream_key.path[-1], date, [key]).column(key).cast(pa.string())
+    return check_completeness(landing, store.read(p.spec.scoring.asset, date, [p.row_key]).column(p.row_key),
+                              pa.concat_arrays(quarantined))
 
 
 def _thresholds(p: Pipeline, quality: QualityResource) -> DriftThresholds:
@@ -136,11 +184,8 @@ def distribution_drift(p: Pipeline, reference: dict, store, date: str, threshold
         if name in settings and settings[name].reference == "same_weekday":
             reference[name] = same_weekday_reference(store, pred if name in outputs else feat, name, date,
                                                      settings[name].weeks, reference.get(name))
-    current: dict[str, np.ndarray] = {}
-    for asset, names in ((pred, outputs), (feat, inputs)):
-        if names:
-            table = store.read(asset, date, names)
-            current.update({n: table.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in names})
+    # One column in memory at a time, read when compared: the day's width does not add up.
+    current = ColumnsOnDemand(store, {**{n: pred for n in outputs}, **{n: feat for n in inputs}}, date)
     report = compare(reference, current, thresholds, outputs=outputs, settings=settings)
     if unknown:
         report.problem = (f"quality.features of pipeline {p.name} names {', '.join(unknown)}: not a column of "
@@ -161,10 +206,28 @@ def distribution_drift(p: Pipeline, reference: dict, store, date: str, threshold
     }
 
 
+class ColumnsOnDemand(Mapping[str, np.ndarray]):
+    """Numeric columns of partitions as float64 arrays, each read from its file when asked for and not
+    kept: drift statistics see one column at a time, whatever the number of rows."""
+
+    def __init__(self, store: Lake, assets: dict[str, str], date: str) -> None:
+        self.store, self.assets, self.date = store, assets, date  # column -> the asset holding it
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        column = self.store.read(self.assets[name], self.date, [name]).column(name)
+        return column.to_numpy().astype(np.float64)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.assets)
+
+    def __len__(self) -> int:
+        return len(self.assets)
+
+
 def _drift(p: Pipeline, date: str, lake: LakeResource, model_registry: ModelRegistryResource,
            quality: QualityResource) -> dg.AssetCheckResult:
     store = p.lake(lake)
-    versions = store.read(p.spec.scoring.asset, date, ["model_version"]).column("model_version").unique().to_pylist()
+    versions = store.distinct(p.spec.scoring.asset, date, "model_version")
     if not versions:
         return dg.AssetCheckResult(passed=True, metadata={"status": "insufficient_sample", "rows": 0})
     registry = p.registry(model_registry)
@@ -187,8 +250,7 @@ def _drift(p: Pipeline, date: str, lake: LakeResource, model_registry: ModelRegi
 
 def _model_version(p: Pipeline, date: str, context, lake: LakeResource,
                    model_registry: ModelRegistryResource) -> dg.AssetCheckResult:
-    found = sorted(p.lake(lake).read(p.spec.scoring.asset, date, ["model_version"]).column("model_version")
-                   .unique().to_pylist())
+    found = sorted(p.lake(lake).distinct(p.spec.scoring.asset, date, "model_version"))
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=p.key(p.spec.scoring.asset), asset_partitions=[date]), limit=1).records
     expected = None
@@ -241,7 +303,7 @@ def build_checks(p: Pipeline) -> list[dg.AssetChecksDefinition]:
     def _evaluate(key, context, date, lake, model_registry, quality) -> dg.AssetCheckResult:
         kind = key.name.removeprefix(f"{pred}_")
         if kind == SCHEMA:
-            result = (_schema_result(p.predictions_schema, p.lake(lake).read(pred, date))
+            result = (_schema_result(p.predictions_schema, p.lake(lake), pred, date)
                       if p.predictions_schema is not None else dg.AssetCheckResult(passed=True))
         elif kind == COMPLETENESS:
             result = _completeness(p, date, lake)

@@ -130,10 +130,15 @@ class Pipeline:
         return _load_optional(self.spec.scoring.pandera_schema)
 
     @functools.cached_property
+    def feature_sql(self) -> str | None:
+        """The text of the features' SQL file, or None for a Python callable."""
+        return (self.root / self.spec.features.sql).read_text() if self.spec.features.sql else None
+
+    @functools.cached_property
     def feature_fn(self) -> FeatureFn:
         features = self.spec.features
         if features.sql:
-            return sql_features((self.root / features.sql).read_text(), key=self.row_key)
+            return sql_features(self.feature_sql, key=self.row_key)
         if features.callable:
             return load_object(features.callable)
         raise PluginError(f"pipeline {self.name}: features needs `sql` or `callable`")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from batch_inference.bounded_duckdb import bounded_connection, quoted
 from batch_inference.ingest import OUT_OF_DAY
 
 
@@ -52,6 +53,24 @@ def check_completeness(landing_ids: pa.ChunkedArray | pa.Array, scored_ids: pa.C
         row = con.sql(_SQL).fetchall()[0]
     finally:
         con.close()
+    return CompletenessReport(*(int(v) for v in row))
+
+
+def _ids_view(files: list[tuple[str, str]]) -> str:
+    """A SELECT of one `record_id` text column over Parquet files given as (path, key column)."""
+    parts = [f'SELECT CAST("{column}" AS VARCHAR) AS record_id FROM read_parquet({quoted(path)})'  # noqa: S608
+             for path, column in files]
+    return " UNION ALL ".join(parts) or "SELECT CAST(NULL AS VARCHAR) AS record_id WHERE false"
+
+
+def check_completeness_files(landing: list[tuple[str, str]], scored: list[tuple[str, str]],
+                             quarantined: list[tuple[str, str]]) -> CompletenessReport:
+    """`check_completeness` over the key columns of Parquet files on local disk, given as (path, column):
+    DuckDB reads them itself, in bounded memory, so nothing grows with the day."""
+    with bounded_connection() as con:
+        for name, files in (("landing", landing), ("scored", scored), ("quarantined", quarantined)):
+            con.execute(f"CREATE VIEW {name} AS {_ids_view(files)}")
+        row = con.sql(_SQL).fetchall()[0]
     return CompletenessReport(*(int(v) for v in row))
 
 
