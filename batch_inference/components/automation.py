@@ -31,8 +31,6 @@ def build_jobs(p: Pipeline) -> dict:
     alias = p.spec.registered_model.alias
     k = p.key
     daily = [p.input_key, k(p.spec.features.asset), k(p.spec.scoring.asset), k(p.spec.serving.asset)]
-    if p.upstream_key is not None:
-        daily = daily[1:]
     tags = {PIPELINE_TAG: p.name}
     shadow = [challenger_key(p)] if p.spec.promotion.enabled else []  # scored in the same step, never published
     jobs = {

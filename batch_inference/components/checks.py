@@ -77,7 +77,7 @@ def schema_checks(p: Pipeline, asset: str, schema, lake: LakeResource) -> DayChe
 def upstream_check_names(p: Pipeline) -> dict[dg.AssetKey, list[str]]:
     """The blocking checks of the input and the features, which the publish honours per day too."""
     names = {}
-    if p.rules is not None and p.upstream_key is None:
+    if p.rules is not None:  # landing files and upstream-fed inputs alike
         names[p.key(p.spec.input.asset)] = [check_name(p, p.spec.input.asset, SCHEMA)]
     if p.features_schema is not None:
         names[p.key(p.spec.features.asset)] = [check_name(p, p.spec.features.asset, SCHEMA)]
@@ -98,9 +98,9 @@ def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckRe
         fs, _ = lake.landing()
         landing = read_landing_ids(fs, lake.landing_path(p.spec.input.landing_entity, date), p.spec.input.key)
     else:
-        upstream = lake.lake(p.upstream_key.path[0])
+        upstream, asset = p.upstream_lake(lake)  # every upstream row is scored or quarantined
         key = p.spec.input.key
-        landing = upstream.read(p.upstream_key.path[-1], date, [key]).column(key).cast(pa.string())
+        landing = upstream.read(asset, date, [key]).column(key).cast(pa.string())
     report = check_completeness(landing, store.read(p.spec.scoring.asset, date, [p.row_key]).column(p.row_key),
                                 pa.concat_arrays(quarantined))
     volume = check_volume(report, out_of_day, p.spec.quality.max_quarantine_share)
