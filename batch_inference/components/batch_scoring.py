@@ -22,6 +22,7 @@ from batch_inference.components.assets import (
     build_serving_asset,
 )
 from batch_inference.components.automation import (
+    build_automation_sensor,
     build_champion_sensor,
     build_jobs,
     build_landing_sensor,
@@ -248,8 +249,8 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
         assets: list = [build_input_asset(p), build_features_asset(p), build_model_asset(p),
                         build_predictions_asset(p), build_serving_asset(p, prediction_check_names(p))]
         sensors = [build_champion_sensor(p, jobs["score"])]
-        if p.upstream_key is None:
-            sensors.insert(0, build_landing_sensor(p, jobs["daily"]))
+        sensors.insert(0, build_landing_sensor(p, jobs["daily"]) if p.upstream_key is None
+                       else build_automation_sensor(p))
         checks = build_checks(p)
         if p.spec.promotion.enabled:  # the challenger in shadow and its comparison with the champion
             assets.append(build_challenger_asset(p))
