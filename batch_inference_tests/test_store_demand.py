@@ -174,3 +174,27 @@ def test_four_clean_weeks_raise_no_drift_warning():
     # and the calendar features really are the wolf: a Saturday alone against the four weeks
     saturday = features[days[33]].column("is_weekend").to_numpy()
     assert saturday.min() == saturday.max() == 1.0
+
+
+def _spec(**input_fields):
+    from batch_inference.components.batch_scoring import BatchScoring
+
+    attributes = {**discover()[PIPELINE].spec.model_dump(), "input": input_fields}
+    return BatchScoring.model_validate(attributes)
+
+
+def test_the_input_spec_says_what_is_wrong_with_an_upstream_or_landing_input(tmp_path):
+    from pydantic import ValidationError
+
+    from batch_inference.components.pipeline import Pipeline
+
+    with pytest.raises(ValidationError, match="set `upstream_asset` or `landing_entity`, not both"):
+        _spec(asset="sales", upstream_asset="a/b", landing_entity="sales")
+    with pytest.raises(ValidationError, match="input.arrow_schema is required for landing files"):
+        _spec(asset="sales")
+    spec = _spec(asset="sales", upstream_asset="feeds/daily/sales_raw")  # no arrow_schema: rows taken as typed
+    assert spec.input.landing_entity is None and Pipeline(spec, tmp_path).arrow_schema is None
+    store, asset = lake_of_key("/lake", Pipeline(spec, tmp_path).upstream_key.path)
+    assert (store.uri, asset) == ("/lake/feeds/daily", "sales_raw")  # every key part is used
+    with pytest.raises(ValueError, match=r"input.upstream_asset 'sales_raw' needs at least two key parts"):
+        Pipeline(_spec(asset="sales", upstream_asset="sales_raw"), tmp_path)
