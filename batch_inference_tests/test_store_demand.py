@@ -198,3 +198,36 @@ def test_the_input_spec_says_what_is_wrong_with_an_upstream_or_landing_input(tmp
     assert (store.uri, asset) == ("/lake/feeds/daily", "sales_raw")  # every key part is used
     with pytest.raises(ValueError, match=r"input.upstream_asset 'sales_raw' needs at least two key parts"):
         Pipeline(_spec(asset="sales", upstream_asset="sales_raw"), tmp_path)
+
+
+@pytest.mark.integration
+def test_a_real_daemon_runs_and_publishes_the_day_the_upstream_materializes(home, dagster_instance, tmp_path):
+    """`dagster dev` (webserver + daemon): the upstream's owner materializes today's partition from the
+    CLI; nobody starts the pipeline, the automation sensor does, and the day is scored and published."""
+    import subprocess
+    import sys
+
+    from batch_inference_tests.conftest import subprocess_env
+    from batch_inference_tests.dagster_dev import dagster_dev, wait_for
+
+    defs = project_defs(home)
+    days = defs.resolve_assets_def(key("sales")).partitions_def.get_partition_keys()[-4:]
+    history, latest = days[:-1], days[-1]
+    for day in history:  # a model first, from three earlier days (automation acts on the latest day only)
+        materialize_upstream(defs, dagster_instance, day)
+        assert job(defs, "ingest_day").execute_in_process(partition_key=day, instance=dagster_instance).success
+    assert job(defs, "train_model").execute_in_process(instance=dagster_instance, run_config=SMALL_MODEL).success
+    env = subprocess_env(home)
+    with dagster_dev(env, home.dagster_home, tmp_path / "dev.log"):
+        command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m",
+                   "batch_inference.definitions", "--select", UPSTREAM.to_user_string(), "--partition", latest]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        wait_for(lambda: latest in dagster_instance.get_materialized_partitions(key("serving_predictions")), 420,
+                 "the automation sensor's run of the new upstream day")
+    runs = dagster_instance.get_runs(dg.RunsFilter(tags={"dagster/partition": latest}))
+    automated = [r for r in runs if r.tags.get("dagster/from_automation_condition") == "true"
+                 or "dagster/sensor_name" in r.tags]
+    assert automated and all(r.status == dg.DagsterRunStatus.SUCCESS for r in automated)
+    assert {k.to_user_string() for r in automated for k in r.asset_selection or ()} >= {
+        "store_demand/sales", "store_demand/features", "store_demand/predictions", "store_demand/serving_predictions"}
