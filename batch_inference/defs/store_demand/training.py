@@ -62,8 +62,11 @@ def train(table: pa.Table, features: tuple[str, ...], params: TrainingParams, ke
     y_all = table.column("label").to_numpy(zero_copy_only=False).astype(np.float32)
     x_train, y_train = x_all[~is_holdout], y_all[~is_holdout]
     model = DemandMLP(len(features), params.hidden_sizes)
-    model.mean.copy_(torch.from_numpy(x_train.mean(axis=0)))
-    model.std.copy_(torch.from_numpy(np.maximum(x_train.std(axis=0), 1e-6)))
+    model.mean.copy_(torch.from_numpy(x_train.mean(axis=0, dtype=np.float64).astype(np.float32)))
+    spread = x_train.std(axis=0, dtype=np.float64)
+    # A feature constant in the window (the weekday, when it holds one day) is centred, not scaled:
+    # dividing by ~0 would turn the next day's value into an infinite forecast.
+    model.std.copy_(torch.from_numpy(np.where(spread > 1e-4, spread, 1.0).astype(np.float32)))
     optimiser = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
     xt, yt = torch.from_numpy(x_train), torch.log1p(torch.from_numpy(y_train))
     model.train()
