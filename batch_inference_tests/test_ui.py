@@ -97,7 +97,7 @@ def test_asset_graph_partitions_checks_and_metadata_in_chromium(home, landed, re
 
         # The third pipeline, upstream-fed: its group shows the upstream asset feeding its input.
         _open(page, f"{base}/locations/batch_inference/asset-groups/{REGRESSION}")
-        for asset in ("store_sales_raw", "sales", "features", "predictions", "serving_predictions"):
+        for asset in ("store_sales_raw", "sales", "features", "predictions"):
             page.get_by_text(asset, exact=True).first.wait_for(timeout=90_000)
         _shot(page, shots, "regression_asset_graph")
         browser.close()
