@@ -1,6 +1,6 @@
 -- Store-demand features, run by DuckDB over the day's validated sales (the table `input`).
--- Seasonal: the day of week (cyclical) and a weekend flag, the same for every row of a day, so the
--- drift reference leaves them out (see training.py). Rolling means of recent units: last 7 days,
+-- Seasonal: the day of week (cyclical) and a weekend flag, the same for every row of a day (the
+-- YAML's quality.features compares them value by value). Rolling means of recent units: last 7 days,
 -- the same weekday over 4 weeks, and the item's 7-day mean against its store's (a window). All float32, keyed by record_id;
 -- `label` carries the day's units for training.
 WITH sales AS (

@@ -14,8 +14,6 @@ _ARROW_STR = {"storage": "pyarrow"}
 Str = Series[pd.StringDtype]
 FEATURE_COLUMNS = ("dow_sin", "dow_cos", "is_weekend", "log_units_lag_1", "log_mean_7", "log_same_weekday_mean_4w",
                    "log_mean_7_vs_store", "log_price", "on_promotion")
-# Features that are the same for every row of a day: a day is never distributed like a week.
-CALENDAR_FEATURES = ("dow_sin", "dow_cos", "is_weekend")
 
 
 class SalesSchema(pa.DataFrameModel):

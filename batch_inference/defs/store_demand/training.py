@@ -1,9 +1,8 @@
 """Training the store-demand regressor, and the model builder the pipeline names.
 
-The drift reference records the forecast and every feature except the calendar ones
-(`CALENDAR_FEATURES`): they are the same for every row of a day, so any single day is "drifted"
-against a reference of several weekdays (a PSI near 8 for day-of-week). The weekly season still
-reaches the check through the forecast and the same-weekday means, which move only moderately.
+The drift reference records the forecast and every feature; how each is compared (the calendar
+features value by value, the same-weekday mean against past same weekdays) is the YAML's
+`quality.features`.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import pyarrow as pa
 import torch
 
 from batch_inference.defs.store_demand.network import MODEL_FORMAT, DemandMLP, model_config, save_model
-from batch_inference.defs.store_demand.schemas import CALENDAR_FEATURES
 from batch_inference.modeling.artifact import REFERENCE_FILE
 from batch_inference.plugins.protocols import LoadedArtifact, TrainedArtifact, TrainingRequest
 from batch_inference.plugins.tabular import feature_matrix
@@ -90,9 +88,8 @@ def train(table: pa.Table, features: tuple[str, ...], params: TrainingParams, ke
 
 
 def drift_reference(x: np.ndarray, features: tuple[str, ...], forecast: np.ndarray) -> dict:
-    """The forecast and the non-calendar features (see the module docstring)."""
-    watched = {n: x[:, i] for i, n in enumerate(features) if n not in CALENDAR_FEATURES}
-    return build_reference(watched, forecast, PREDICTION_COLUMN)
+    """The forecast and every feature, from the same rows."""
+    return build_reference({n: x[:, i] for i, n in enumerate(features)}, forecast, PREDICTION_COLUMN)
 
 
 def build_model(request: TrainingRequest) -> TrainedArtifact:
