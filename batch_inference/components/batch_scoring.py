@@ -76,19 +76,20 @@ class InputSpec(dg.Model):
     @model_validator(mode="before")
     @classmethod
     def _default_landing_entity(cls, data: Any) -> Any:
-        """The one default of `landing_entity`: the asset name, when the input is landing files."""
-        if isinstance(data, dict) and not data.get("landing_entity") and not data.get("upstream_asset"):
-            data = {**data, "landing_entity": data.get("asset", "input")}
-        return data
-
-    @model_validator(mode="after")
-    def _one_source(self) -> InputSpec:
-        if self.upstream_asset and self.landing_entity:
-            raise ValueError("input: set `upstream_asset` or `landing_entity`, not both")
-        if not self.upstream_asset and not self.arrow_schema:
+        """The one default of `landing_entity`: the asset name, when the input is landing files; and one
+        source only (a `before` validator, so field errors keep their plain `InputSpec.<field>` path)."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("upstream_asset"):
+            if data.get("landing_entity"):
+                raise ValueError("input: set `upstream_asset` or `landing_entity`, not both")
+            return data
+        if not data.get("arrow_schema"):
             raise ValueError("input.arrow_schema is required for landing files (the strict types they are read "
                              "with)")
-        return self
+        if not data.get("landing_entity"):
+            data = {**data, "landing_entity": data.get("asset", "input")}
+        return data
 
 
 class FeaturesSpec(dg.Model):
