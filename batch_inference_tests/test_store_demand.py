@@ -151,6 +151,9 @@ def test_the_upstream_materializing_starts_the_pipeline_by_declarative_automatio
     second = dg.evaluate_automation_conditions(defs=defs, instance=dagster_instance, cursor=first.cursor)
     assert {k: second.get_requested_partitions(k) for k in daily} == {k: {latest} for k in daily}
     assert second.get_requested_partitions(key("model")) == set()  # models are built on purpose
+    checks = {r.key.name for r in second.results if isinstance(r.key, dg.AssetCheckKey) and r.true_subset.size}
+    assert checks >= {"predictions_schema", "predictions_completeness", "predictions_drift",
+                      "predictions_model_version"}  # in the same tick, so in the same run as the predictions
     sensor = defs.resolve_sensor_def(f"{PIPELINE}_automation_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
 

@@ -220,8 +220,11 @@ def build_checks(p: Pipeline) -> list[dg.AssetChecksDefinition]:
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
+        # Upstream-fed pipelines: requested with the predictions by declarative automation (same run).
+        automation = dg.AutomationCondition.any_deps_updated() if p.upstream_key is not None else None
         specs = [dg.AssetCheckSpec(check_name(p, pred, kind), asset=p.key(pred), description=text, blocking=True,
-                                   partitions_def=p.partitions_def) for kind, text in descriptions.items()]
+                                   partitions_def=p.partitions_def, automation_condition=automation)
+                 for kind, text in descriptions.items()]
 
     @dg.multi_asset_check(specs=specs, can_subset=True, name=f"{p.name}__{pred}_checks")
     def _prediction_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource,
