@@ -1,9 +1,11 @@
 """`make demo`: a week of data for every pipeline through Dagster on the embedded default.
 
-For each pipeline of the defs folder: generates landing files for the most recent complete days,
-materializes the input and features of each day, builds and registers the model, scores and
+For each pipeline of the defs folder: generates landing files for the most recent complete days
+(or, for an upstream-fed pipeline, materializes its upstream asset for each day), materializes the
+input and features of each day, builds and registers the model, scores and
 publishes every day, and prints a summary that tells a drift WARN from a failed check. Runs are
-recorded in DAGSTER_HOME, so `make dev` shows the same history.
+recorded in DAGSTER_HOME, so `make dev` shows the same history. A pipeline that fails is reported
+and the others still run; the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -91,14 +93,19 @@ def _has_view(con, schema: str, name: str) -> bool:
 def run_pipeline(defs, instance, info: Pipeline, days: list[str], settings: Settings) -> tuple[dict, int, float]:
     """Land, ingest, build the model, score and publish `days` of one pipeline."""
     rows = rows_per_day(info, settings)
-    landing = Path(settings.landing_uri)
-    for day in days:
-        if not (landing / f"{info.spec.input.landing_entity}_{day}.parquet").exists():
-            write_landing_file(day, rows, landing, pipeline=info.name)
+    if info.upstream_key is not None:
+        materialize_upstream(defs, instance, info, days)
+    else:
+        landing = Path(settings.landing_uri)
+        for day in days:
+            if not (landing / f"{info.spec.input.landing_entity}_{day}.parquet").exists():
+                write_landing_file(day, rows, landing, pipeline=info.name)
     name = info.name
     ingest, train, score = (defs.resolve_job_def(f"{name}_{j}") for j in ("ingest_day", "train_model", "score_day"))
     for day in days:
         ingest.execute_in_process(partition_key=day, instance=instance)
+    if info.upstream_key is not None:
+        rows = upstream_rows(instance, info, days[-1])
     print(f"  {name}: ingested {len(days)} days x {rows:,} rows")
     if info.spec.labels is not None:  # the labels that became known on each day (chargebacks come later)
         labels = defs.resolve_job_def(f"{name}_labels_day")
@@ -114,6 +121,25 @@ def run_pipeline(defs, instance, info: Pipeline, days: list[str], settings: Sett
         checks[day] = check_status(result.get_asset_check_evaluations())
         print(f"  {name}: scored {day}: checks {checks[day]}")
     return checks, rows * len(days), time.perf_counter() - started
+
+
+def materialize_upstream(defs, instance, info: Pipeline, days: list[str]) -> None:
+    """Materialize an upstream-fed pipeline's upstream asset for `days` (with its own defaults), as its
+    owner would."""
+    job = defs.resolve_implicit_global_asset_job_def()
+    for day in days:
+        job.execute_in_process(partition_key=day, instance=instance, asset_selection=[info.upstream_key])
+    print(f"  {info.name}: materialized the upstream {info.upstream_key.to_user_string()} for {len(days)} days")
+
+
+def upstream_rows(instance, info: Pipeline, day: str) -> int:
+    """Rows the input asset took from the upstream on `day` (its materialization's `upstream_rows`)."""
+    import dagster as dg
+
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=info.input_key, asset_partitions=[day]), limit=1).records
+    meta = records[0].asset_materialization.metadata if records else {}
+    return int(meta["upstream_rows"].value) if "upstream_rows" in meta else 0
 
 
 def main() -> int:
@@ -133,11 +159,18 @@ def main() -> int:
 
     defs = build_definitions()
     instance = DagsterInstance.get()
-    results = {}
+    results, failed = {}, {}
     for info in pipelines:
-        results[info.name] = run_pipeline(defs, instance, info, days, settings)
+        try:
+            results[info.name] = run_pipeline(defs, instance, info, days, settings)
+        except Exception as exc:  # one broken pipeline must not hide the others' results
+            failed[info.name] = f"{type(exc).__name__}: {exc}"
+            print(f"  {info.name}: FAILED: {failed[info.name]}", file=sys.stderr)
     print()
     for info in pipelines:
+        if info.name in failed:
+            print(f"{info.name}\n  FAILED: {failed[info.name]}\n")
+            continue
         checks, rows, seconds = results[info.name]
         print(summary(settings, info, checks))
         print(f"  scoring {rows:,} rows took {seconds:.1f} s ({rows / seconds:,.0f} rows/s end to end through "
@@ -145,7 +178,7 @@ def main() -> int:
     print(f"wall time {time.perf_counter() - started:.1f} s")
     print(f"query: duckdb -init {settings.warehouse_sql}   (views {', '.join(p.name + '.*' for p in pipelines)})")
     print(f"DAGSTER_HOME={home}  ->  `make dev` shows these runs at http://127.0.0.1:3000")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -42,6 +42,16 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def lake_of_key(lake_uri: str, key_path: list[str] | tuple[str, ...]) -> tuple[Lake, str]:
+    """Where an asset key's partitions sit in the lake: the folder of every key part but the last, and
+    the last part as the asset (`a/b/name` -> `<lake_uri>/a/b/name/date=D/part-0.parquet`)."""
+    *folders, asset = key_path
+    if not folders:
+        raise InvalidNameError(f"asset key {'/'.join(key_path)!r} needs a lake folder part before the asset name")
+    names = "/".join(validate_identifier(f) for f in folders)
+    return Lake(f"{lake_uri.rstrip('/')}/{names}"), validate_identifier(asset)
+
+
 class PartitionMissingError(FileNotFoundError):
     """The asked-for partition has never been committed."""
 

@@ -134,7 +134,8 @@ def _pipelines_text_columns() -> list[tuple[str, str]]:
 
     found = []
     for name, info in sorted(discover().items()):
-        found += [(name, f.name) for f in info.arrow_schema if pa.types.is_string(f.type)]
+        if info.upstream_key is None:  # landing files; an upstream-fed input has the same screen (test_store_demand)
+            found += [(name, f.name) for f in info.arrow_schema if pa.types.is_string(f.type)]
     return found
 
 

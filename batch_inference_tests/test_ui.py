@@ -16,6 +16,7 @@ pytestmark = [
 ]
 CHECKS = ("predictions_schema", "predictions_completeness", "predictions_drift", "predictions_model_version")
 TEXT = "support_tickets"
+REGRESSION = "store_demand"
 TEXT_CHECKS = ("embeddings_schema", "embeddings_completeness", "embeddings_drift", "embeddings_model_version")
 
 
@@ -93,7 +94,13 @@ def test_asset_graph_partitions_checks_and_metadata_in_chromium(home, landed, re
             page.get_by_text(check, exact=True).first.wait_for(timeout=60_000)
         assert page.get_by_text("Succeeded").count() >= len(TEXT_CHECKS)
         _shot(page, shots, "embeddings_checks")
+
+        # The third pipeline, upstream-fed: its group shows the upstream asset feeding its input.
+        _open(page, f"{base}/locations/batch_inference/asset-groups/{REGRESSION}")
+        for asset in ("store_sales_raw", "sales", "features", "predictions"):
+            page.get_by_text(asset, exact=True).first.wait_for(timeout=90_000)
+        _shot(page, shots, "regression_asset_graph")
         browser.close()
     assert all((shots / f"{n}.png").stat().st_size > 10_000 for n in
                ("asset_graph", "predictions_partitions", "predictions_checks", "predictions_metadata",
-                "text_asset_graph", "embeddings_checks"))
+                "text_asset_graph", "embeddings_checks", "regression_asset_graph"))

@@ -30,9 +30,10 @@ from batch_inference.components.performance import has_labels, labels_key, read_
 from batch_inference.components.pipeline import LEDGER, QUARANTINE, Pipeline
 from batch_inference.components.promotion import cut_evaluation_set, evaluate_and_place, evaluation_store
 from batch_inference.components.scoring import open_session, score_day
+from batch_inference.conform import conform_table
 from batch_inference.failures import RUNBOOKS
 from batch_inference.features import copy_feature_sql
-from batch_inference.ingest import QUARANTINE_SCHEMA, open_landing_file, screen_batches
+from batch_inference.ingest import QUARANTINE_SCHEMA, open_landing_file, screen_batches, screen_rows
 from batch_inference.lake import ROW_GROUP_ROWS
 from batch_inference.observability import (
     freshness_lag_seconds,
@@ -56,6 +57,11 @@ def quarantine_part(stage: str) -> str:
 
 
 def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
+    """The validated input: from the day's landing file, or from the upstream asset's partition."""
+    return _landing_input_asset(p) if p.upstream_key is None else _upstream_input_asset(p)
+
+
+def _landing_input_asset(p: Pipeline) -> dg.AssetsDefinition:
     @dg.asset(
         key=p.key(p.spec.input.asset), partitions_def=p.partitions_def, kinds={"parquet", "pandas"},
         group_name=p.group,
@@ -116,14 +122,72 @@ def build_input_asset(p: Pipeline) -> dg.AssetsDefinition:
     return _input
 
 
+def upstream_automation(p: Pipeline) -> dg.AutomationCondition | None:
+    """Upstream-fed pipelines run by declarative automation: each daily asset is requested when what it
+    reads was updated (the model is left out: a new champion is the champion sensor's business)."""
+    if p.upstream_key is None:
+        return None
+    return dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(p.key("model")))
+
+
+def _upstream_input_asset(p: Pipeline) -> dg.AssetsDefinition:
+    upstream = p.upstream_key.to_user_string()
+
+    @dg.asset(
+        key=p.input_key, deps=[p.upstream_key], partitions_def=p.partitions_def, kinds={"parquet", "pandas"},
+        group_name=p.group, code_version="2", metadata=column_schema(p.rules), retry_policy=TRANSIENT_RETRIES,
+        backfill_policy=INPUT_BACKFILL_POLICY, output_required=False, automation_condition=upstream_automation(p),
+        check_specs=schema_check_specs(p, p.spec.input.asset, p.rules),
+        description=f"One day of the upstream asset `{upstream}` (read from the lake), typed strictly; rows that "
+        "break the input schema's row rules quarantined with a reason. Runs when the upstream materializes.",
+    )
+    def _input(context: dg.AssetExecutionContext, lake: LakeResource):
+        yield from materialize(context, scope_of(context), context.asset_key, lambda date: _take(context, lake, date),
+                               schema_checks(p, p.spec.input.asset, p.rules, lake), gated_by=p.key(p.spec.serving.asset))
+
+    def _take(context, lake: LakeResource, date: str) -> dict:
+        started = time.perf_counter()
+        source, asset = p.upstream_lake(lake)
+        path = source.partition_file(asset, date)
+        with classified_errors(RUNBOOKS["F2"]):
+            table = source.read(asset, date)
+            if p.arrow_schema is not None:
+                table = conform_table(table, p.arrow_schema, source.uri_of(path))
+        valid, rejected = _screen(p, table, date)
+        store = p.lake(lake)
+        uri = store.write(p.spec.input.asset, date, valid)
+        store.write(QUARANTINE, date, rejected, part=quarantine_part(p.spec.input.asset))
+        seconds = time.perf_counter() - started
+        if rejected.num_rows:
+            context.log.warning(f"{p.name} {date}: quarantined {rejected.num_rows} of {table.num_rows} rows of "
+                                f"{upstream}, e.g. {rejected.column('reason')[0]}")
+        return {
+            "rows": valid.num_rows, "upstream_rows": table.num_rows, "quarantined_rows": rejected.num_rows,
+            "duration_seconds": round(seconds, 3),
+            "rows_per_second": round(table.num_rows / seconds, 1) if seconds else 0.0,
+            "upstream_asset": upstream, "upstream_file": dg.MetadataValue.path(source.uri_of(path)),
+            "path": dg.MetadataValue.path(uri),
+        }
+
+    return _input
+
+
+def _screen(p: Pipeline, table: pa.Table, date: str) -> tuple[pa.Table, pa.Table]:
+    """The input's row screen (text, key, event time, the rules): (valid, quarantined with a reason)."""
+    with classified_errors(RUNBOOKS["F2"]):
+        return screen_rows(table, p.rules, stage=p.spec.input.asset, key=p.spec.input.key,
+                           event_time=p.spec.input.event_time, date=date,
+                           tolerance=dt.timedelta(hours=p.spec.input.event_time_tolerance_hours))
+
+
 def build_features_asset(p: Pipeline) -> dg.AssetsDefinition:
-    source = p.spec.input.asset if p.upstream_key is None else p.upstream_key.path[-1]
+    source = p.spec.input.asset
 
     @dg.asset(
         key=p.key(p.spec.features.asset), deps=[p.input_key], partitions_def=p.partitions_def,
         kinds={"duckdb", "parquet"} if p.spec.features.sql else {"python", "parquet"}, group_name=p.group,
         code_version="2", metadata=column_schema(p.features_schema), backfill_policy=p.backfill_policy,
-        retry_policy=TRANSIENT_RETRIES, output_required=False,
+        retry_policy=TRANSIENT_RETRIES, output_required=False, automation_condition=upstream_automation(p),
         check_specs=schema_check_specs(p, p.spec.features.asset, p.features_schema),
         description=f"Model features of `{p.input_key.to_user_string()}`, keyed by {p.row_key}"
         + (f" (SQL: {p.spec.features.sql})." if p.spec.features.sql else f" ({p.spec.features.callable})."),
@@ -135,7 +199,7 @@ def build_features_asset(p: Pipeline) -> dg.AssetsDefinition:
 
     def _compute(lake: LakeResource, date: str) -> dict:
         started = time.perf_counter()
-        reader = p.lake(lake) if p.upstream_key is None else lake.lake(p.upstream_key.path[0])
+        reader = p.lake(lake)  # the pipeline's own, validated input (also when fed by an upstream asset)
         store, asset, row_groups = p.lake(lake), p.spec.features.asset, p.spec.features.row_group_rows
         local_input = reader.local_path(source, date)
         if p.spec.features.sql and local_input is not None and store.is_local:
@@ -266,7 +330,7 @@ def build_predictions_asset(p: Pipeline) -> dg.AssetsDefinition:
     @dg.asset(
         key=p.key(p.spec.scoring.asset), partitions_def=p.partitions_def,
         deps=[p.key(p.spec.features.asset), p.key("model")], kinds={"pytorch", "parquet"}, group_name=p.group,
-        code_version="2", pool="gpu",
+        code_version="2", pool="gpu", automation_condition=upstream_automation(p),
         op_tags={"dagster-k8s/config": p.gpu_k8s_config},  # one GPU pod per partition step in production
         retry_policy=TRANSIENT_RETRIES, metadata=column_schema(p.predictions_schema),
         backfill_policy=p.backfill_policy, output_required=False,
@@ -290,7 +354,7 @@ def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDef
     @dg.asset(
         key=p.key(p.spec.serving.asset), partitions_def=p.partitions_def, deps=[p.key(p.spec.scoring.asset)],
         kinds={"parquet", "duckdb"}, group_name=p.group, code_version="2", backfill_policy=p.backfill_policy,
-        retry_policy=TRANSIENT_RETRIES, output_required=False,
+        retry_policy=TRANSIENT_RETRIES, output_required=False, automation_condition=upstream_automation(p),
         description=f"The day's `{p.spec.scoring.asset}` published for consumers (view "
         f"`{p.name}.{p.spec.serving.asset}`), only when the latest materialization of `{p.spec.scoring.asset}` "
         "has every blocking check evaluated and passed, also when published in a later run.",

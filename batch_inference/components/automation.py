@@ -1,4 +1,5 @@
-"""A pipeline's jobs, its landing sensor, its champion sensor (with canary) and a nightly schedule."""
+"""A pipeline's jobs, its landing sensor (or, upstream-fed, its automation sensor), its champion sensor
+(with canary) and a nightly schedule."""
 
 
 import json
@@ -31,8 +32,6 @@ def build_jobs(p: Pipeline) -> dict:
     alias = p.spec.registered_model.alias
     k = p.key
     daily = [p.input_key, k(p.spec.features.asset), k(p.spec.scoring.asset), k(p.spec.serving.asset)]
-    if p.upstream_key is not None:
-        daily = daily[1:]
     tags = {PIPELINE_TAG: p.name}
     shadow = [challenger_key(p)] if p.spec.promotion.enabled else []  # scored in the same step, never published
     jobs = {
@@ -78,6 +77,18 @@ def build_landing_sensor(p: Pipeline, job, entity: str | None = None, name: str 
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(result.cursor, sort_keys=True))
 
     return _sensor
+
+
+def build_automation_sensor(p: Pipeline) -> dg.AutomationConditionSensorDefinition:
+    """Evaluates the automation conditions of an upstream-fed pipeline's daily assets (input, features,
+    predictions, publish): when the upstream materializes a day, that day runs. Running by default,
+    like the landing sensors; the daemon evaluates it (`auto_materialize.use_sensors`, on by default)."""
+    daily = [p.input_key, p.key(p.spec.features.asset), p.key(p.spec.scoring.asset), p.key(p.spec.serving.asset)]
+    return dg.AutomationConditionSensorDefinition(
+        f"{p.name}_automation_sensor", target=dg.AssetSelection.assets(*daily), default_status=default_status(),
+        minimum_interval_seconds=30,
+        description=f"Runs {p.name}'s day when `{p.upstream_key.to_user_string()}` materializes it "
+        "(declarative automation: eager on the input, features, predictions and publish).")
 
 
 def build_champion_sensor(p: Pipeline, job) -> dg.SensorDefinition:

@@ -22,6 +22,7 @@ from batch_inference.components.assets import (
     build_serving_asset,
 )
 from batch_inference.components.automation import (
+    build_automation_sensor,
     build_champion_sensor,
     build_jobs,
     build_landing_sensor,
@@ -55,9 +56,14 @@ class InputSpec(dg.Model):
     _asset_is_a_name = field_validator("asset")(_identifier)
     landing_entity: str | None = Field(None, description="Landing files `<entity>_YYYY-MM-DD.parquet`; "
                                        "default: the asset name (none for an upstream-fed input).")
-    upstream_asset: str | None = Field(None, description="Instead of landing files, an existing lake asset "
-                                       "`<pipeline>/<asset>` of another pipeline.")
-    arrow_schema: str = Field(..., description="Import path of the landing file's pyarrow Schema (strict types).")
+    upstream_asset: str | None = Field(None, description="Instead of landing files, a daily-partitioned Dagster "
+                                       "asset key `a/b/.../name` (same partitions) whose partitions sit in the "
+                                       "lake at `<lake>/a/b/.../name/date=D/part-0.parquet`; its rows get the same "
+                                       "conforming, row screen and quarantine, and declarative automation runs "
+                                       "the pipeline when it materializes.")
+    arrow_schema: str | None = Field(None, description="Import path of the input's pyarrow Schema (strict "
+                                     "types): required for landing files, optional for an upstream asset "
+                                     "(its rows are conformed to it when set).")
     rules: str | None = Field(None, description="Import path of a pandera DataFrameModel: the schema check and "
                               "the quarantine rules.")
     key: str = Field("record_id", description="The unique row id column of the input; its values are the "
@@ -70,8 +76,18 @@ class InputSpec(dg.Model):
     @model_validator(mode="before")
     @classmethod
     def _default_landing_entity(cls, data: Any) -> Any:
-        """The one default of `landing_entity`: the asset name, when the input is landing files."""
-        if isinstance(data, dict) and not data.get("landing_entity") and not data.get("upstream_asset"):
+        """The one default of `landing_entity`: the asset name, when the input is landing files; and one
+        source only (a `before` validator, so field errors keep their plain `InputSpec.<field>` path)."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("upstream_asset"):
+            if data.get("landing_entity"):
+                raise ValueError("input: set `upstream_asset` or `landing_entity`, not both")
+            return data
+        if not data.get("arrow_schema"):
+            raise ValueError("input.arrow_schema is required for landing files (the strict types they are read "
+                             "with)")
+        if not data.get("landing_entity"):
             data = {**data, "landing_entity": data.get("asset", "input")}
         return data
 
@@ -231,13 +247,11 @@ class BatchScoring(dg.Component, dg.Model, dg.Resolvable):
         p = self.pipeline(context)
         self.validate_at_load(p, context)
         jobs = build_jobs(p)
-        assets: list = [build_features_asset(p), build_model_asset(p), build_predictions_asset(p),
-                        build_serving_asset(p, prediction_check_names(p))]
-        if p.upstream_key is None:
-            assets.insert(0, build_input_asset(p))
+        assets: list = [build_input_asset(p), build_features_asset(p), build_model_asset(p),
+                        build_predictions_asset(p), build_serving_asset(p, prediction_check_names(p))]
         sensors = [build_champion_sensor(p, jobs["score"])]
-        if p.upstream_key is None:
-            sensors.insert(0, build_landing_sensor(p, jobs["daily"]))
+        sensors.insert(0, build_landing_sensor(p, jobs["daily"]) if p.upstream_key is None
+                       else build_automation_sensor(p))
         checks = build_checks(p)
         if p.spec.promotion.enabled:  # the challenger in shadow and its comparison with the champion
             assets.append(build_challenger_asset(p))

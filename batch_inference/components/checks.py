@@ -90,7 +90,7 @@ def schema_checks(p: Pipeline, asset: str, schema, lake: LakeResource) -> DayChe
 def upstream_check_names(p: Pipeline) -> dict[dg.AssetKey, list[str]]:
     """The blocking checks of the input and the features, which the publish honours per day too."""
     names = {}
-    if p.rules is not None and p.upstream_key is None:
+    if p.rules is not None:  # landing files and upstream-fed inputs alike
         names[p.key(p.spec.input.asset)] = [check_name(p, p.spec.input.asset, SCHEMA)]
     if p.features_schema is not None:
         names[p.key(p.spec.features.asset)] = [check_name(p, p.spec.features.asset, SCHEMA)]
@@ -114,7 +114,7 @@ def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckRe
             finally:
                 parquet.close(force=True)
         by_stage[f"quarantined_at_{stage}"] = rows
-    if store.is_local and (p.upstream_key is None or lake.lake(p.upstream_key.path[0]).is_local):
+    if store.is_local and (p.upstream_key is None or p.upstream_lake(lake)[0].is_local):
         report = _completeness_of_files(p, date, lake, store, quarantine_parts)
     else:
         report = _completeness_in_memory(p, date, lake, store, quarantine_parts)
@@ -142,7 +142,8 @@ def _completeness_of_files(p: Pipeline, date: str, lake: LakeResource, store: La
                                             f"{tmp}/landing-ids.parquet")
             landing = [(landing_ids, "record_id")]
         else:
-            landing = [(lake.lake(p.upstream_key.path[0]).partition_file(p.upstream_key.path[-1], date), key)]
+            upstream, asset = p.upstream_lake(lake)  # every upstream row is scored or quarantined
+            landing = [(upstream.partition_file(asset, date), key)]
         return check_completeness_files(
             landing, [(store.partition_file(p.spec.scoring.asset, date), p.row_key)],
             [(store.partition_file(QUARANTINE, date, part), "record_id") for part in quarantine_parts])
@@ -157,9 +158,9 @@ def _completeness_in_memory(p: Pipeline, date: str, lake: LakeResource, store: L
         fs, _ = lake.landing()
         landing = read_landing_ids(fs, lake.landing_path(p.spec.input.landing_entity, date), p.spec.input.key)
     else:
-        upstream = lake.lake(p.upstream_key.path[0])
+        upstream, asset = p.upstream_lake(lake)  # every upstream row is scored or quarantined
         key = p.spec.input.key
-        landing = upstream.read(p.upstream_key.path[-1], date, [key]).column(key).cast(pa.string())
+        landing = upstream.read(asset, date, [key]).column(key).cast(pa.string())
     return check_completeness(landing, store.read(p.spec.scoring.asset, date, [p.row_key]).column(p.row_key),
                               pa.concat_arrays(quarantined))
 
@@ -282,8 +283,11 @@ def build_checks(p: Pipeline) -> list[dg.AssetChecksDefinition]:
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
+        # Upstream-fed pipelines: requested with the predictions by declarative automation (same run).
+        automation = dg.AutomationCondition.any_deps_updated() if p.upstream_key is not None else None
         specs = [dg.AssetCheckSpec(check_name(p, pred, kind), asset=p.key(pred), description=text, blocking=True,
-                                   partitions_def=p.partitions_def) for kind, text in descriptions.items()]
+                                   partitions_def=p.partitions_def, automation_condition=automation)
+                 for kind, text in descriptions.items()]
 
     @dg.multi_asset_check(specs=specs, can_subset=True, name=f"{p.name}__{pred}_checks")
     def _prediction_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource,

@@ -21,7 +21,7 @@ import pyarrow as pa
 from batch_inference.components.load_validation import Locator, PipelineConfigError, find_problems
 from batch_inference.features import FeatureFn, sql_features
 from batch_inference.k8s import GPU_STEP_K8S_CONFIG, merge_k8s_config
-from batch_inference.lake import Lake
+from batch_inference.lake import Lake, lake_of_key
 from batch_inference.modeling.registry import ModelRegistry
 from batch_inference.plugins.loading import PluginError, check_protocol, load_object
 from batch_inference.plugins.protocols import InputAdapter, ModelFormat, OutputHead
@@ -52,6 +52,13 @@ class Pipeline:
         if not 0.0 <= spec.quality.max_quarantine_share <= 1.0:
             raise ValueError(f"{spec.name}: quality.max_quarantine_share must lie in [0, 1], "
                              f"got {spec.quality.max_quarantine_share}")
+        if spec.input.upstream_asset:
+            parts = dg.AssetKey.from_user_string(spec.input.upstream_asset).path
+            if len(parts) < 2:
+                raise ValueError(f"{spec.name}: input.upstream_asset {spec.input.upstream_asset!r} needs at least "
+                                 "two key parts (`<folder>/<asset>`): the lake folder and the asset")
+            for part in parts:
+                validate_identifier(part)
         self.partitions_def = dg.DailyPartitionsDefinition(start_date=self.partitions_start, end_offset=0)
 
     # -- names ---------------------------------------------------------------------------------
@@ -77,7 +84,13 @@ class Pipeline:
 
     @property
     def input_key(self) -> dg.AssetKey:
-        return self.upstream_key or self.key(self.spec.input.asset)
+        """The pipeline's own validated input (`<pipeline>/<input.asset>`), also when upstream-fed."""
+        return self.key(self.spec.input.asset)
+
+    def upstream_lake(self, lake_resource) -> tuple[Lake, str]:
+        """Where the upstream asset's partitions sit: the lake folder of every key part but the last, and
+        the last part as the asset (`a/b/name` -> `<lake>/a/b/name/date=D/part-0.parquet`)."""
+        return lake_of_key(lake_resource.lake_uri, self.upstream_key.path)
 
     @property
     def row_key(self) -> str:
@@ -110,8 +123,10 @@ class Pipeline:
     # -- plug-ins (resolved lazily: importing torch is the scoring step's business) ---------------
 
     @functools.cached_property
-    def arrow_schema(self) -> pa.Schema:
+    def arrow_schema(self) -> pa.Schema | None:
         path = self.spec.input.arrow_schema
+        if path is None:
+            return None
         schema = load_object(path)
         if not isinstance(schema, pa.Schema):
             raise PluginError(f"{path!r} is not a pyarrow Schema")

@@ -181,7 +181,7 @@ def _shadow_target(p: Pipeline, session: ScoringSession, context) -> dict:
 
 def _newest_event(p: Pipeline, store: Lake, date: str) -> dt.datetime | None:
     """The newest input event time of the day (feature freshness), if the pipeline has an event time."""
-    if not p.spec.input.event_time or p.upstream_key is not None or not store.exists(p.spec.input.asset, date):
+    if not p.spec.input.event_time or not store.exists(p.spec.input.asset, date):
         return None
     import pyarrow.compute as pc
 

@@ -1,4 +1,5 @@
-"""Output heads: a probability `score`, a `label` with `probs`, or an L2-normalised `embedding`."""
+"""Output heads: a probability `score`, a regression `prediction`, a `label` with `probs`, or an
+L2-normalised `embedding`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,31 @@ class Probability:
         import torch
 
         return torch.sigmoid(raw.float().reshape(len(raw), -1)[:, 0])
+
+    def to_columns(self, values: np.ndarray) -> list[pa.Array]:
+        return [pa.array(values.astype(np.float32, copy=False).reshape(-1), pa.float32())]
+
+
+class Regression:
+    """One value per row on the model's own scale, written as `prediction` (float32).
+
+    Optional `min_value` / `max_value` clip it (e.g. 0 for a demand that cannot be negative).
+    """
+
+    def __init__(self, column: str = "prediction", min_value: float | None = None,
+                 max_value: float | None = None) -> None:
+        if min_value is not None and max_value is not None and min_value > max_value:
+            raise ValueError(f"Regression head: min_value {min_value} is above max_value {max_value}")
+        self.column, self.min_value, self.max_value = column, min_value, max_value
+
+    def fields(self) -> list[pa.Field]:
+        return [pa.field(self.column, pa.float32())]
+
+    def transform(self, raw: torch.Tensor) -> torch.Tensor:
+        values = raw.float().reshape(len(raw), -1)[:, 0]
+        if self.min_value is None and self.max_value is None:
+            return values
+        return values.clamp(min=self.min_value, max=self.max_value)
 
     def to_columns(self, values: np.ndarray) -> list[pa.Array]:
         return [pa.array(values.astype(np.float32, copy=False).reshape(-1), pa.float32())]
