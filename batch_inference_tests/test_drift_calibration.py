@@ -24,7 +24,7 @@ import pyarrow as pa
 import pytest
 
 from batch_inference.defs.card_fraud.features import compute_features
-from batch_inference.defs.card_fraud.generator import generate_transactions
+from batch_inference.defs.card_fraud.generator import generate_labels, generate_transactions
 from batch_inference.quality.drift import (
     ALERT,
     INSUFFICIENT_SAMPLE,
@@ -68,7 +68,8 @@ def _columns(table: pa.Table) -> dict[str, np.ndarray]:
 def _training(rows: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     days = max(1, min(7, TRAIN_ROWS // rows))
     table = pa.concat_tables(compute_features(generate_transactions(_day(TRAIN_START, i), rows)) for i in range(days))
-    table = table.slice(0, TRAIN_ROWS)
+    labels = pa.concat_tables(generate_labels(_day(TRAIN_START, i), rows) for i in range(days))  # their own entity
+    table = table.join(labels.select(["record_id", "label"]), "record_id").sort_by("record_id").slice(0, TRAIN_ROWS)
     return _columns(table), table.column("label").to_numpy().astype(np.float64)
 
 

@@ -4,8 +4,16 @@ import dataclasses
 
 import pyarrow.fs as pafs
 
-from batch_inference.defs.card_fraud.generator import write_landing
+from batch_inference.defs.card_fraud import generator
 from batch_inference.landing_scan import list_filesystem, scan_landing
+
+
+def write_landing(date: str, rows: int, landing_dir):
+    """One transactions file alone (the generator also lands that day's labels, another entity)."""
+    path = generator.write_landing(date, rows, landing_dir)
+    for labels in path.parent.glob("fraud_labels_*.parquet"):
+        labels.unlink()
+    return path
 
 
 def test_symlinks_are_skipped_with_a_problem_and_never_hashed(tmp_path):
