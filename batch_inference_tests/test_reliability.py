@@ -120,7 +120,12 @@ def test_sigkill_during_commit_leaves_previous_partition(home, registry, big_day
         reference.select(["record_id", "score"]))
 
 
-def test_two_partitions_concurrently_in_two_processes(home, registry):
+def test_two_partitions_concurrently_in_two_processes(home, registry, dagster_instance):
+    # The instance's sqlite storages exist before the two processes start (as under `dagster dev`):
+    # two fresh processes creating them at once race in Dagster's own schema migration.
+    dagster_instance.get_runs(limit=1)
+    dagster_instance.fetch_materializations(dg.AssetKey("warm_up"), limit=1)
+    dagster_instance.all_instigator_state()
     days = ["2026-03-15", "2026-03-16"]
     for day in days:
         write_landing_file(day, 20_000, Path(home.landing_uri))
