@@ -42,7 +42,7 @@ def test_demo_on_s3_postgres_and_mlflow_server(home, tmp_path):
                               dbname=pg["db"]) as con, con.cursor() as cur:
             cur.execute("SELECT status, count(*) FROM runs GROUP BY status")
             statuses = dict(cur.fetchall())
-        assert statuses == {"SUCCESS": 2 + 1 + 2}  # ingest x2, train, score x2
+        assert statuses == {"SUCCESS": 2 + 2 + 1 + 2}  # ingest x2, labels x2, train, score x2
         assert not (home.dagster_home / "history").exists()  # no sqlite run storage was used
         from mlflow import MlflowClient
 
