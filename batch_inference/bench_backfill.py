@@ -68,6 +68,9 @@ def prepare(home: Path, info, days: list[str], rows: int) -> None:
     with dg.DagsterInstance.ephemeral() as instance:
         for day in days[:7]:
             defs.resolve_job_def(f"{info.name}_ingest_day").execute_in_process(partition_key=day, instance=instance)
+            if info.spec.labels is not None:  # the model builder's evaluation set needs the labels
+                defs.resolve_job_def(f"{info.name}_labels_day").execute_in_process(partition_key=day,
+                                                                                   instance=instance)
         defs.resolve_job_def(f"{info.name}_train_model").execute_in_process(instance=instance)
     marker.touch()
 

@@ -364,11 +364,16 @@ def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDef
         scope = scope_of(context)
         history = partition_history(context.instance, scope.days, lambda run: _ours(p, run))  # for M13
         # Each day passes the gate on its own: a refused day fails alone, the others are published.
-        yield from materialize(context, scope, context.asset_key, lambda date: _publish(
-            context, lake, warehouse, observability, date, history.get(date, [])))
+        try:
+            yield from materialize(context, scope, context.asset_key, lambda date: _publish(
+                context, lake, observability, date, history.get(date, [])))
+        finally:  # once per step, not per day: the views read every day's files through a glob
+            if p.lake(lake).is_local and warehouse.views_path:
+                views = serving.write_views_sql(warehouse.views_path, lake.lake_uri)
+                context.log.info(f"{len(views)} serving view(s) in {warehouse.views_path}")
 
-    def _publish(context, lake: LakeResource, warehouse: WarehouseResource, observability: ObservabilityResource,
-                 date: str, history: list[tuple[float, bool]]) -> dict:
+    def _publish(context, lake: LakeResource, observability: ObservabilityResource, date: str,
+                 history: list[tuple[float, bool]]) -> dict:
         for asset_key, names in upstream_check_names(p).items():  # the input's and features' gates too
             require_published_checks(context.instance, asset_key, names, date)
         gate = require_published_checks(context.instance, p.key(p.spec.scoring.asset), blocking_checks, date)
@@ -377,12 +382,10 @@ def build_serving_asset(p: Pipeline, blocking_checks: list[str]) -> dg.AssetsDef
             store = p.lake(lake)
             uri = store.copy(p.spec.scoring.asset, date, p.spec.serving.asset)  # streamed, byte for byte
             rows = store.num_rows(p.spec.serving.asset, date)
-            views = (serving.write_views_sql(warehouse.views_path, lake.lake_uri)
-                     if store.is_local and warehouse.views_path else [])
         published = dt.datetime.now(dt.UTC)
         metadata = {
             "rows": rows, "view": f"{p.name}.{p.spec.serving.asset}", "path": dg.MetadataValue.path(uri),
-            "published_at": published.isoformat(), "views": len(views),
+            "published_at": published.isoformat(),
             "checks_verified": ", ".join(gate.checks), "predictions_run_id": gate.run_id,
             "duration_seconds": round(time.perf_counter() - started, 3),
             "published_partition_timestamp_seconds": partition_start_timestamp(date),
