@@ -161,19 +161,20 @@ def run_strategy(name: str, per_run: int, home: Path, info, days: list[str], bad
             wall = time.monotonic() - started
             status = backfill_status(instance, backfill_id)
             runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
-            engine = 0.0
+            engine, scored = 0.0, 0
             for day in days:
                 records = instance.fetch_materializations(
                     dg.AssetRecordsFilter(asset_key=predictions, asset_partitions=[day]), limit=1).records
                 meta = records[0].asset_materialization.metadata if records else {}
-                engine += float(meta["duration_seconds"].value) if "duration_seconds" in meta else 0.0
+                if "duration_seconds" in meta:
+                    engine, scored = engine + float(meta["duration_seconds"].value), scored + 1
             published = len(set(days) & instance.get_materialized_partitions(serving))
         daemon_cpu = _tree_cpu_seconds(server.pid, "dagster._daemon") - daemon_cpu_before
     return {"pipeline": info.name, "strategy": name, "partitions": len(days), "partitions_per_run": per_run,
             "status": status, "runs": len(runs), "wall_seconds": round(wall, 1),
-            "scoring_seconds": round(engine, 1), "overhead_per_partition_s": round((wall - engine) / len(days), 3),
+            "scored_days": scored, "scoring_seconds": round(engine, 3), "overhead_per_partition_s": round((wall - engine) / len(days), 3),
             "daemon_cpu_seconds": round(daemon_cpu, 1), "bad_days": len(bad), "published_first_pass": published,
-            "event_log_mb": round(_event_log_bytes(dagster_home) / 1e6, 1)}
+            "event_log_mb": round(_event_log_bytes(dagster_home) / 1e6, 3)}
 
 
 def main() -> int:

@@ -24,6 +24,7 @@ def test_bench_backfill_prints_json_lines_and_publishes_all_but_the_bad_day(tmp_
     whole, bad = lines["ranged"], lines["ranged_bad_days"]
     assert whole["status"] == "COMPLETED_SUCCESS" and whole["published_first_pass"] == 3
     assert bad["status"] == "COMPLETED_FAILED" and bad["bad_days"] == 1 and bad["published_first_pass"] == 2
+    assert whole["scored_days"] == 3 and bad["scored_days"] == 2  # the bad day never reaches the engine
     for line in (whole, bad):
         assert line["partitions"] == 3 and line["runs"] >= 2 and line["wall_seconds"] > 0
-        assert line["scoring_seconds"] > 0 and line["event_log_mb"] > 0
+        assert line["event_log_mb"] > 0
