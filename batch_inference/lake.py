@@ -134,6 +134,14 @@ class Lake:
                 f"no {asset} partition for {date} at {self.uri_of(path)}"
             ) from None
 
+    def schema(self, asset: str, date: str, part: str = PART_NAME) -> pa.Schema:
+        """The Arrow schema (with its key-value metadata) of a committed partition, from its footer."""
+        parquet_file = self.parquet_file(asset, date, part)
+        try:
+            return parquet_file.schema_arrow
+        finally:
+            parquet_file.close(force=True)
+
     def num_rows(self, asset: str, date: str, part: str = PART_NAME) -> int:
         """Rows of a committed partition, from its footer."""
         parquet_file = self.parquet_file(asset, date, part)

@@ -30,6 +30,18 @@ def test_missing_partition_is_named(tmp_path):
         Lake(str(tmp_path)).read("features", "2026-01-02")
 
 
+@pytest.mark.filterwarnings("error::ResourceWarning")
+def test_footer_reads_name_columns_rows_and_metadata(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    table = pa.table({"x": [1, 2, 3], "y": ["a", "b", "c"]}).replace_schema_metadata({"k": "v"})
+    lake.write("predictions", "2026-01-01", table)
+    schema = lake.schema("predictions", "2026-01-01")
+    assert schema.names == ["x", "y"] and schema.metadata[b"k"] == b"v"
+    assert lake.num_rows("predictions", "2026-01-01") == 3
+    with pytest.raises(PartitionMissingError, match="predictions partition for 2026-01-02"):
+        lake.schema("predictions", "2026-01-02")
+
+
 @pytest.mark.parametrize("key", ["../../etc", "2026-13-01", "2026-02-30", "2026-1-1", "", "2026-01-01/..",
                                  "2026-01-01'; DROP TABLE x; --"])
 def test_bad_partition_keys_rejected(tmp_path, key):

@@ -124,8 +124,8 @@ def test_platform_drift_check_hook() -> None:
         def read(self, asset: str, date: str, columns: list[str]) -> pa.Table:
             return tables[asset].select(columns)
 
-        def parquet_file(self, asset: str, date: str) -> SimpleNamespace:
-            return SimpleNamespace(schema_arrow=tables[asset].schema)
+        def schema(self, asset: str, date: str) -> pa.Schema:
+            return tables[asset].schema
 
     from batch_inference.plugins.heads import Embedding
 

@@ -177,7 +177,7 @@ def distribution_drift(p: Pipeline, reference: dict, store, date: str, threshold
     """Drift of the outputs and of the critical, configured and most important features, per column
     (`quality/drift.py`): only the outputs and critical features block; the others warn, named."""
     settings, pred, feat = p.spec.quality.features, p.spec.scoring.asset, p.spec.features.asset
-    present = store.parquet_file(feat, date).schema_arrow.names
+    present = store.schema(feat, date).names
     outputs, inputs, unknown = drift_columns(reference, [f.name for f in p.head.fields()], present, settings,
                                              drift_features)
     reference = dict(reference)

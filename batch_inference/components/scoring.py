@@ -106,7 +106,7 @@ def _score_day(p: Pipeline, date: str, session: ScoringSession, context, lake, m
     ref, store = loaded.ref, p.lake(lake)
     fields = {"partition": date, "model_version": ref.version, "stage": p.spec.scoring.asset}
     with classified_errors():
-        total_rows = store.parquet_file(p.spec.features.asset, date).metadata.num_rows
+        total_rows = store.num_rows(p.spec.features.asset, date)
     device = str(engine.device)
 
     def report(q: dict) -> None:
@@ -201,7 +201,7 @@ def _metadata(p: Pipeline, entry: LedgerEntry, scored, seconds: float, store: La
     quarantined = entry.rows_quarantined
     upstream_part = f"part-{p.spec.input.asset}.parquet"
     if store.exists(QUARANTINE, entry.partition, upstream_part):
-        quarantined += store.parquet_file(QUARANTINE, entry.partition, upstream_part).metadata.num_rows
+        quarantined += store.num_rows(QUARANTINE, entry.partition, upstream_part)
     latencies = np.asarray(scored.engine.batch_latencies_ms or [0.0])
     tracking = model_registry.tracking_uri
     web = tracking.rstrip("/") if tracking.startswith(("http://", "https://")) else None
@@ -252,7 +252,7 @@ def _fully_recorded(p: Pipeline, store: Lake, date: str) -> bool:
 
 def _reused_metadata(p: Pipeline, store: Lake, date: str, ref, scored, seconds: float) -> dict:
     """Figures of a partition a resumed range kept: what is committed, and that it was reused."""
-    rows = store.parquet_file(p.spec.scoring.asset, date).metadata.num_rows
+    rows = store.num_rows(p.spec.scoring.asset, date)
     return {"rows": rows, "rows_in": scored.resumed_rows, "resumed_rows": scored.resumed_rows,
             "reused_committed_partition": True, "model_name": ref.name, "model_version": ref.version,
             "model_uri": ref.uri, "model_artifact_sha256": ref.artifact_sha256, "input_sha256": scored.input_sha256,

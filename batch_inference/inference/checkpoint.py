@@ -71,7 +71,7 @@ def committed_fingerprint(lake: Lake, target: str, date: str) -> str | None:
     """The fingerprint a committed partition was scored under (None if absent or foreign)."""
     if not lake.exists(target, date):
         return None
-    metadata = lake.parquet_file(target, date).schema_arrow.metadata or {}
+    metadata = lake.schema(target, date).metadata or {}
     value = metadata.get(FINGERPRINT_KEY)
     return value.decode() if value else None
 
@@ -95,7 +95,7 @@ def score_partition(engine: InferenceEngine, lake: Lake, date: str, provenance: 
     fp = fingerprint(input_sha, {**model_key, **shadow_key}, engine.fingerprint(), checkpoint_rows)
     if reuse_committed and committed_fingerprint(lake, target, date) == fp and (
             not shadow or lake.exists(shadow_target, date)):
-        rows = lake.parquet_file(source, date).metadata.num_rows
+        rows = lake.num_rows(source, date)
         if progress is not None:
             progress.advance(rows)
         return CheckpointResult(EngineResult(device=str(engine.device)), rows, 0, 0, input_sha,

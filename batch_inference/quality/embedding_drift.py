@@ -234,7 +234,7 @@ def drift_check(p: Any, reference: dict[str, Any], store: Any, date: str, thresh
         length_column = None
     embeddings = store.read(p.spec.scoring.asset, date, [key, embedding_column])
     features = None
-    if length_column and length_column in store.parquet_file(p.spec.features.asset, date).schema_arrow.names:
+    if length_column and length_column in store.schema(p.spec.features.asset, date).names:
         features = store.read(p.spec.features.asset, date, [key, length_column])
     report = compare_tables(reference, embeddings, features, t, embedding_column=embedding_column,
                             length_column=length_column or "length", key=key,

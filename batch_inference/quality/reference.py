@@ -132,13 +132,13 @@ def same_weekday_dates(date: str, weeks: int) -> list[str]:
 def same_weekday_reference(store, asset: str, column: str, date: str, weeks: int,
                            fallback: dict | None) -> dict | None:
     """`column`'s reference from `asset`'s partitions of the same weekday over the last `weeks` weeks,
-    read through a lake `store` (`exists`, `parquet_file`, `read`); its `source` names the days.
+    read through a lake `store` (`exists`, `schema`, `read`); its `source` names the days.
 
     Partitions that are missing, or lack the column, are left out. With none left, `fallback` (the
     training reference) is returned with a `source` that says so, so the report shows it.
     """
     dates = [d for d in same_weekday_dates(date, weeks)
-             if store.exists(asset, d) and column in store.parquet_file(asset, d).schema_arrow.names]
+             if store.exists(asset, d) and column in store.schema(asset, d).names]
     if not dates:
         if fallback is None:
             return None
