@@ -124,11 +124,12 @@ class Lake:
         return sorted(found)
 
     def parquet_file(self, asset: str, date: str, part: str = PART_NAME) -> pq.ParquetFile:
-        """Open a committed partition for streaming reads."""
+        """Open a committed partition for streaming reads; `with lake.parquet_file(...) as f:` closes it
+        (the ParquetFile owns the stream it opened, an S3 connection too)."""
         path = self.partition_file(asset, date, part)
         try:
             # Buffered page-by-page reads: memory follows the batch size, not the row-group size.
-            return pq.ParquetFile(self.fs.open_input_file(path), pre_buffer=False, buffer_size=1 << 20)
+            return pq.ParquetFile(path, filesystem=self.fs, pre_buffer=False, buffer_size=1 << 20)
         except FileNotFoundError:
             raise PartitionMissingError(
                 f"no {asset} partition for {date} at {self.uri_of(path)}"
@@ -136,41 +137,29 @@ class Lake:
 
     def schema(self, asset: str, date: str, part: str = PART_NAME) -> pa.Schema:
         """The Arrow schema (with its key-value metadata) of a committed partition, from its footer."""
-        parquet_file = self.parquet_file(asset, date, part)
-        try:
+        with self.parquet_file(asset, date, part) as parquet_file:
             return parquet_file.schema_arrow
-        finally:
-            parquet_file.close(force=True)
 
     def num_rows(self, asset: str, date: str, part: str = PART_NAME) -> int:
         """Rows of a committed partition, from its footer."""
-        parquet_file = self.parquet_file(asset, date, part)
-        try:
+        with self.parquet_file(asset, date, part) as parquet_file:
             return parquet_file.metadata.num_rows
-        finally:
-            parquet_file.close(force=True)
 
     def distinct(self, asset: str, date: str, column: str, part: str = PART_NAME) -> list:
         """The distinct values of one column of a partition, in order of first appearance, read row group
         by row group."""
-        parquet_file = self.parquet_file(asset, date, part)
         found: dict = {}
-        try:
+        with self.parquet_file(asset, date, part) as parquet_file:
             for group in range(parquet_file.num_row_groups):
                 values = parquet_file.read_row_group(group, columns=[column]).column(column)
                 found.update(dict.fromkeys(values.unique().to_pylist()))
-        finally:
-            parquet_file.close(force=True)
         return list(found)
 
     def read(self, asset: str, date: str, columns: list[str] | None = None,
              part: str = PART_NAME) -> pa.Table:
         """A whole committed partition (or some columns); the file is closed when read."""
-        parquet_file = self.parquet_file(asset, date, part)
-        try:
+        with self.parquet_file(asset, date, part) as parquet_file:
             return parquet_file.read(columns=columns)
-        finally:
-            parquet_file.close(force=True)  # we opened the stream: close it (S3 connections too)
 
     @contextlib.contextmanager
     def writer(self, asset: str, date: str, schema: pa.Schema,

@@ -7,8 +7,7 @@ from batch_inference.lake import Lake
 
 def versions_in_partition(lake: Lake, asset: str, date: str) -> set[str]:
     """The model versions that scored a committed predictions partition (footer statistics first)."""
-    pf = lake.parquet_file(asset, date)
-    try:
+    with lake.parquet_file(asset, date) as pf:
         index = pf.schema_arrow.get_field_index("model_version")
         versions: set[str] = set()
         for group in range(pf.metadata.num_row_groups):
@@ -17,8 +16,6 @@ def versions_in_partition(lake: Lake, asset: str, date: str) -> set[str]:
                 return set(pf.read(columns=["model_version"]).column("model_version").unique().to_pylist())
             versions.update({str(stats.min), str(stats.max)})
         return versions
-    finally:
-        pf.close(force=True)
 
 
 def stale_partitions(lake: Lake, asset: str, dates: list[str], champion_version: str) -> list[str]:

@@ -54,11 +54,8 @@ def prediction_check_names(p: Pipeline) -> list[str]:
 
 
 def _schema_result(schema, store: Lake, asset: str, date: str) -> dg.AssetCheckResult:
-    parquet = store.parquet_file(asset, date)  # validated row group by row group
-    try:
+    with store.parquet_file(asset, date) as parquet:  # validated row group by row group
         report = validate_parquet(schema, parquet, store.local_path(asset, date))
-    finally:
-        parquet.close(force=True)
     metadata = {"rows": report.rows, "schema": schema.Config.name, "failure_count": report.failure_count,
                 "failing_columns": ", ".join(report.failing_columns) or "none"}
     if not report.passed:
@@ -105,14 +102,11 @@ def _completeness(p: Pipeline, date: str, lake: LakeResource) -> dg.AssetCheckRe
         rows = 0
         if store.exists(QUARANTINE, date, part):
             quarantine_parts.append(part)
-            parquet = store.parquet_file(QUARANTINE, date, part)
-            try:
+            with store.parquet_file(QUARANTINE, date, part) as parquet:
                 for group in range(parquet.num_row_groups):  # reasons row group by row group
                     reasons = parquet.read_row_group(group, columns=["reason"]).column("reason")
                     rows += len(reasons)
                     out_of_day += count_out_of_day(reasons)
-            finally:
-                parquet.close(force=True)
         by_stage[f"quarantined_at_{stage}"] = rows
     if store.is_local and (p.upstream_key is None or p.upstream_lake(lake)[0].is_local):
         report = _completeness_of_files(p, date, lake, store, quarantine_parts)

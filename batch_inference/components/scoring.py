@@ -185,13 +185,11 @@ def _newest_event(p: Pipeline, store: Lake, date: str) -> dt.datetime | None:
         return None
     import pyarrow.compute as pc
 
-    parquet, newest = store.parquet_file(p.spec.input.asset, date), None
-    try:
+    newest = None
+    with store.parquet_file(p.spec.input.asset, date) as parquet:
         for group in range(parquet.num_row_groups):  # row group by row group: memory does not grow with the day
             value = pc.max(parquet.read_row_group(group, columns=[p.spec.input.event_time]).column(0)).as_py()
             newest = value if newest is None or (value is not None and value > newest) else newest
-    finally:
-        parquet.close(force=True)
     return newest
 
 
