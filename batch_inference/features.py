@@ -45,6 +45,8 @@ def copy_feature_sql(sql: str, source: str, target: str, row_group_rows: int) ->
                 with bounded_connection(memory_limit=limit) as con:
                     view = f"CREATE VIEW {INPUT_TABLE} AS SELECT * FROM read_parquet({quoted(source)})"  # noqa: S608
                     con.execute(view)
+                    # COPY binds no parameters: `sql` is the pipeline's own feature query (its code, checked
+                    # by `batch-inference check`), the target a temporary path we made, quoted.
                     con.execute(f"COPY ({sql.strip().rstrip(';')}\n) TO {quoted(copied)} (FORMAT PARQUET)")
                 break
             except duckdb.OutOfMemoryException:

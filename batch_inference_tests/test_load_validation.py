@@ -92,6 +92,10 @@ def test_an_invalid_name_says_which_field_and_which_characters_are_allowed():
     error, root = load_error({"fraud2": text})
     assert f"attributes.input.InputSpec.asset at {root / 'fraud2' / 'defs.yaml'}:{line_of(text, '  input:')}" \
         in error and "invalid name 'trans.actions' (not allowed: '.')" in error
+    text = with_line(YAML, "    key: record_id", '    key: "record id"')  # a key column goes into SQL too
+    error, root = load_error({"fraud2": text})
+    assert f"attributes.input.InputSpec.key at {root / 'fraud2' / 'defs.yaml'}:{line_of(text, '  input:')}" \
+        in error and "invalid name 'record id' (not allowed: ' ')" in error
     with pytest.raises(InvalidNameError, match=r"invalid features\.asset 'a b' \(not allowed: ' '\); allowed:"):
         validate_identifier("a b", "features.asset")
 

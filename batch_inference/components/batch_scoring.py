@@ -49,6 +49,11 @@ def _identifier(cls, value: str) -> str:
     return validate_identifier(value, "name")
 
 
+def _optional_identifier(cls, value: str | None) -> str | None:
+    """`_identifier`, for a name that may be left out."""
+    return None if value is None else validate_identifier(value, "name")
+
+
 class InputSpec(dg.Model):
     """Where a day's rows come from, their types, and the row rules that quarantine bad rows."""
 
@@ -68,6 +73,7 @@ class InputSpec(dg.Model):
                               "the quarantine rules.")
     key: str = Field("record_id", description="The unique row id column of the input; its values are the "
                      "`record_id` of the quarantine and ledger tables.")
+    _key_is_a_name = field_validator("key")(_identifier)
     event_time: str | None = Field(None, description="Timestamp column that must fall in the partition's day.")
     event_time_tolerance_hours: float = 0.0
     generator: str | None = Field(None, description="Import path of `write_landing(date, rows, landing_dir, "
@@ -97,6 +103,7 @@ class FeaturesSpec(dg.Model):
     _asset_is_a_name = field_validator("asset")(_identifier)
     key: str | None = Field(None, description="The row key column the features select and the predictions "
                             "carry; default: `input.key`.")
+    _key_is_a_name = field_validator("key")(_optional_identifier)
     sql: str | None = Field(None, description="SQL file (relative to this folder) over the table `input`.")
     callable: str | None = Field(None, description="Import path of `fn(pa.Table) -> pa.Table`.")
     pandera_schema: str | None = Field(None, description="Import path of the features' pandera model.")

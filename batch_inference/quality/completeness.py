@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from batch_inference.bounded_duckdb import bounded_connection, quoted
 from batch_inference.ingest import OUT_OF_DAY
+from batch_inference.validation import validate_identifier
 
 
 @dataclass
@@ -58,8 +59,8 @@ def check_completeness(landing_ids: pa.ChunkedArray | pa.Array, scored_ids: pa.C
 
 def _ids_view(files: list[tuple[str, str]]) -> str:
     """A SELECT of one `record_id` text column over Parquet files given as (path, key column)."""
-    parts = [f'SELECT CAST("{column}" AS VARCHAR) AS record_id FROM read_parquet({quoted(path)})'  # noqa: S608
-             for path, column in files]
+    parts = [f'SELECT CAST("{validate_identifier(column, "key column")}" AS VARCHAR) AS record_id '  # noqa: S608
+             f'FROM read_parquet({quoted(path)})' for path, column in files]
     return " UNION ALL ".join(parts) or "SELECT CAST(NULL AS VARCHAR) AS record_id WHERE false"
 
 
@@ -68,6 +69,7 @@ def check_completeness_files(landing: list[tuple[str, str]], scored: list[tuple[
     """`check_completeness` over the key columns of Parquet files on local disk, given as (path, column):
     DuckDB reads them itself, in bounded memory, so nothing grows with the day."""
     with bounded_connection() as con:
+        # DDL binds no parameters: the view names are these literals, the paths quoted, the columns checked.
         for name, files in (("landing", landing), ("scored", scored), ("quarantined", quarantined)):
             con.execute(f"CREATE VIEW {name} AS {_ids_view(files)}")
         row = con.sql(_SQL).fetchall()[0]
